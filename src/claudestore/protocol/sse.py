@@ -88,10 +88,11 @@ class SSEDecoder:
         return [Frame(p + b"\n\n") for p in parts if p.strip(b"\n")]
 
     def flush(self) -> list[Frame]:
-        """Frames left at EOF. Per the SSE spec an unterminated last frame is dropped."""
+        """Frames completed by a CR held back at EOF; an unterminated last frame is dropped (SSE spec)."""
+        frames = self.feed(b"\n") if self._pending_cr else []
         self._buf = b""
         self._pending_cr = False
-        return []
+        return frames
 
     @property
     def pending(self) -> bytes:

@@ -1,0 +1,201 @@
+"""Configuration: one YAML file, secrets from environment variables.
+
+``load_config(path)`` reads the file named by ``--config`` or ``CLAUDESTORE_CONFIG``;
+with no file, ``default_config()`` describes the embedded default (SQLite, and the
+Anthropic API when ``ANTHROPIC_API_KEY`` is set). Strings may reference environment
+variables as ``${NAME}`` or ``${NAME:-default}``. Validation errors name the bad key
+(``upstreams[0].base_url: Expected `str`, got `int```).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+from claudestore.storage.db import DEFAULT_DATABASE_URL
+
+__all__ = ["Config", "ConfigError", "ModelConfig", "UpstreamConfig", "default_config", "load_config"]
+
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+
+# The Claude models served by default when an Anthropic key is configured.
+DEFAULT_CLAUDE_MODELS: list[tuple[str, str, list[str]]] = [
+    ("claude-opus-4-5", "Claude Opus 4.5", ["claude-opus-4.5"]),
+    ("claude-sonnet-4-6", "Claude Sonnet 4.6", ["claude-sonnet-4.6"]),
+    ("claude-sonnet-4-5", "Claude Sonnet 4.5", ["claude-sonnet-4.5"]),
+    ("claude-haiku-4-5", "Claude Haiku 4.5", ["claude-haiku-4.5"]),
+    ("claude-opus-4-1", "Claude Opus 4.1", ["claude-opus-4.1"]),
+]
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key."""
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class Timeouts(_Strict):
+    connect: float = 10.0
+    first_byte: float = 600.0  # until the upstream's response headers arrive
+    idle: float = 600.0  # between two reads of a stream
+
+
+class UpstreamConfig(_Strict):
+    name: str
+    type: Literal["anthropic", "openai"]
+    base_url: str | None = None
+    api_key: str | None = None
+    api_key_env: str | None = None
+    headers: dict[str, str] = {}
+    timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
+    max_connections: int = 1000
+
+    def resolved_base_url(self) -> str:
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        if self.type == "anthropic":
+            return ANTHROPIC_BASE_URL
+        raise ConfigError(f"upstreams[{self.name}].base_url: required for type 'openai'")
+
+    def resolved_api_key(self) -> str | None:
+        if self.api_key:
+            return self.api_key
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env) or None
+        return None
+
+
+class ModelConfig(_Strict):
+    id: str
+    upstream: str
+    upstream_model: str | None = None
+    aliases: list[str] = []
+    display_name: str | None = None
+    created_at: str = "2025-01-01T00:00:00Z"
+    max_tokens_default: int = 4096  # used when an OpenAI-format client sends no max_tokens
+
+    @property
+    def target(self) -> str:
+        return self.upstream_model or self.id
+
+
+class DatabaseConfig(_Strict):
+    url: str = DEFAULT_DATABASE_URL
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_header_bytes: int = 64 * 1024
+
+
+class Config(_Strict):
+    database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    upstreams: list[UpstreamConfig] = []
+    models: list[ModelConfig] = []
+
+    def __post_init__(self) -> None:
+        names = [u.name for u in self.upstreams]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ConfigError(f"upstreams[{i}].name: duplicate upstream name {name!r}")
+        seen: set[str] = set()
+        for i, model in enumerate(self.models):
+            if model.upstream not in names:
+                raise ConfigError(
+                    f"models[{i}].upstream: {model.upstream!r} is not a configured upstream "
+                    f"(known: {', '.join(names) or 'none'})"
+                )
+            for public in (model.id, *model.aliases):
+                if public in seen:
+                    raise ConfigError(f"models[{i}]: model id or alias {public!r} is defined twice")
+                seen.add(public)
+        for i, up in enumerate(self.upstreams):
+            if up.type == "openai" and not up.base_url:
+                raise ConfigError(f"upstreams[{i}].base_url: required for type 'openai'")
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand(value: Any) -> Any:
+    if isinstance(value, str):
+        return _ENV.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v) for k, v in value.items()}
+    return value
+
+
+def _location(err: msgspec.ValidationError) -> str:
+    text = str(err)
+    message, _, where = text.partition(" - at `$")
+    where = where.rstrip("`").lstrip(".")
+    return f"{where}: {message}" if where else message
+
+
+def parse_config(data: Any) -> Config:
+    """Validate an already-loaded mapping (environment references expanded)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the configuration must be a mapping at the top level")
+    try:
+        return msgspec.convert(_expand(data), Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_location(exc)) from None
+
+
+def default_config() -> Config:
+    """The embedded default: SQLite, and Claude models when ANTHROPIC_API_KEY is set."""
+    data: dict[str, Any] = {
+        "database": {"url": os.environ.get("CLAUDESTORE_DATABASE_URL", DEFAULT_DATABASE_URL)}
+    }
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        data["upstreams"] = [
+            {
+                "name": "anthropic",
+                "type": "anthropic",
+                "base_url": os.environ.get("ANTHROPIC_UPSTREAM_URL", ANTHROPIC_BASE_URL),
+                "api_key_env": "ANTHROPIC_API_KEY",
+            }
+        ]
+        data["models"] = [
+            {"id": mid, "upstream": "anthropic", "display_name": name, "aliases": aliases}
+            for mid, name, aliases in DEFAULT_CLAUDE_MODELS
+        ]
+    return parse_config(data)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load ``path`` (or ``$CLAUDESTORE_CONFIG``); the embedded default when neither is set."""
+    path = path or os.environ.get("CLAUDESTORE_CONFIG")
+    if not path:
+        return default_config()
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    config = parse_config(raw)
+    if os.environ.get("CLAUDESTORE_DATABASE_URL"):
+        config.database.url = os.environ["CLAUDESTORE_DATABASE_URL"]
+    return config
+
+
+def is_claude_model(model: str) -> bool:
+    return fnmatch.fnmatch(model, "claude-*")

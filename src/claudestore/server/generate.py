@@ -1,0 +1,215 @@
+"""The two generation endpoints: authenticate, route, translate, relay, account.
+
+``handle_generate`` serves ``POST /v1/messages`` and ``POST /v1/chat/completions``
+alike; the client's ``Dialect`` decides the wire format on the way in and out, the
+provider's decides it upstream. Errors before the first byte are sent as an HTTP error
+in the caller's shape; after it, as the format's in-stream error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+
+from claudestore.core.conversation import ChatRequest
+from claudestore.core.errors import GatewayError, InvalidRequest
+from claudestore.protocol.sse import SSEDecoder
+from claudestore.routing.router import Route
+from claudestore.server.http import Request, Send, send_bytes, start_stream, wait_disconnect
+from claudestore.server.outcome import Outcome
+from claudestore.translate.dialects import DIALECTS, Dialect
+
+if TYPE_CHECKING:
+    from claudestore.providers.base import UpstreamResponse
+    from claudestore.server.gateway import Gateway
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"The request body must be a JSON object, not {type(body).__name__}.")
+    return body
+
+
+async def until_disconnect(req: Request, work: Coroutine[Any, Any, None]) -> bool:
+    """Run ``work``; cancel it if the client goes away. True when the client went away."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(wait_disconnect(req.receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        watcher.cancel()
+        raise
+    if task.done():
+        watcher.cancel()
+        task.result()
+        return False
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return True
+
+
+async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect) -> None:
+    out = Outcome(req.request_id, client.name)
+    headers = gw.response_headers(req)
+    try:
+        key = await gw.auth.authenticate(req.api_key())
+        out.key_id = key.id
+        body = parse_json_object(await req.body(gw.config.server.max_body_bytes))
+        creq = client.parse_request(body)
+        route = gw.router.resolve(creq.model)
+        out.model, out.upstream, out.upstream_model = creq.model, route.provider.name, route.upstream_model
+        out.streamed = creq.stream
+        upstream = DIALECTS[route.provider.format]
+        if upstream is client:
+            payload = client.prepare_passthrough(body, creq, route.upstream_model)
+        else:
+            payload = upstream.build_request(creq, route.upstream_model, route.model.max_tokens_default)
+        exchange = _Exchange(gw, req, send, client, upstream, creq, route, out, headers)
+        out.client_disconnected = await until_disconnect(req, exchange.run(orjson.dumps(payload)))
+    except GatewayError as err:
+        out.status, out.error_kind = err.status, err.kind
+        if out.first_byte_at is None:
+            await send_error(send, client, err, headers)
+    except Exception:
+        gw.log.exception("unhandled error in request %s", req.request_id)
+        err = GatewayError("The gateway failed while handling this request; it has been logged.")
+        out.status, out.error_kind = 500, err.kind
+        if out.first_byte_at is None:
+            await send_error(send, client, err, headers)
+    finally:
+        out.finished_at = time.perf_counter()
+        gw.finish(out)
+
+
+async def send_error(send: Send, dialect: Dialect, err: GatewayError, headers: dict[str, str]) -> None:
+    headers = dict(headers)
+    if err.retry_after is not None:
+        headers["retry-after"] = str(max(1, round(err.retry_after)))
+        headers["retry-after-ms"] = str(int(err.retry_after * 1000))
+    await send_bytes(send, dialect.error_status(err), dialect.error_body(err, headers["request-id"]), headers)
+
+
+class _Exchange:
+    """One upstream call and its relay to the client."""
+
+    def __init__(
+        self,
+        gw: Gateway,
+        req: Request,
+        send: Send,
+        client: Dialect,
+        upstream: Dialect,
+        creq: ChatRequest,
+        route: Route,
+        out: Outcome,
+        headers: dict[str, str],
+    ) -> None:
+        self.gw, self.req, self.send = gw, req, send
+        self.client, self.upstream, self.creq, self.route = client, upstream, creq, route
+        self.out, self.headers = out, headers
+
+    async def run(self, payload: bytes) -> None:
+        resp = await self.route.provider.open("generate", payload, self.req.headers)
+        try:
+            if self.creq.stream:
+                await self._stream(resp)
+            else:
+                await self._complete(resp)
+        finally:
+            resp.close()
+
+    async def _complete(self, resp: UpstreamResponse) -> None:
+        body = await resp.json()
+        if not isinstance(body, dict):
+            raise GatewayError("The upstream answered with JSON that is not an object.", status=502)
+        public = self.creq.model
+        if self.upstream is self.client:
+            self.out.usage = self.client.usage_of(body)
+            self.out.stop_reason = body.get("stop_reason") or _first_finish(body)
+            body["model"] = public
+            rendered = body
+        else:
+            cresp = self.upstream.parse_response(body)
+            self.out.usage, self.out.stop_reason = cresp.usage, cresp.stop_reason
+            rendered = self.client.render_response(cresp, public)
+        self.out.first_byte_at = time.perf_counter()
+        await send_bytes(self.send, 200, orjson.dumps(rendered), self.headers)
+
+    async def _stream(self, resp: UpstreamResponse) -> None:
+        send, client, out = self.send, self.client, self.out
+        public = self.creq.model
+        sse = SSEDecoder()
+        passthrough = self.upstream is self.client
+        if passthrough:
+            relay = client.relay(self.creq, public, self.route.upstream_model)
+            tracker: Any = relay
+        else:
+            decoder = self.upstream.stream_decoder()
+            encoder = client.stream_encoder(self.creq, public)
+            tracker = decoder
+        await start_stream(send, self.headers)
+        out.first_byte_at = time.perf_counter()
+        failure: tuple[str, str] | None = None
+        try:
+            async for chunk in resp.chunks():
+                pieces: list[bytes] = []
+                for frame in sse.feed(chunk):
+                    if passthrough:
+                        piece = relay.feed(frame)
+                        if piece:
+                            pieces.append(piece)
+                    else:
+                        for ev in decoder.feed(frame):
+                            piece = encoder.encode(ev)
+                            if piece:
+                                pieces.append(piece)
+                if pieces:
+                    await send({"type": "http.response.body", "body": b"".join(pieces), "more_body": True})
+        except TimeoutError:
+            failure = ("timeout_error", "The upstream stream went idle for too long and was closed.")
+        except aiohttp.ClientError as exc:
+            failure = ("api_error", f"The upstream connection broke mid-stream: {exc}")
+        tail: list[bytes] = []
+        if failure is None and not passthrough:
+            finish = getattr(decoder, "finish", None)
+            if finish is not None:
+                tail.extend(encoder.encode(ev) for ev in finish())
+        elif failure is None and not _relay_complete(relay):
+            failure = ("api_error", "The upstream closed the stream before it was complete.")
+        if failure is not None:
+            out.status, out.error_kind = 502, failure[0]
+            tail.append(client.stream_error(*failure))
+        out.usage = tracker.usage
+        out.stop_reason = getattr(tracker, "stop_reason", None)
+        if getattr(tracker, "error", None) is not None and out.error_kind is None:
+            out.status, out.error_kind = 502, tracker.error.kind
+        await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
+
+
+def _relay_complete(relay: Any) -> bool:
+    return bool(
+        getattr(relay, "saw_stop", False)
+        or getattr(relay, "saw_done", False)
+        or getattr(relay, "error", None)
+    )
+
+
+def _first_finish(body: dict[str, Any]) -> str | None:
+    choices = body.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return choices[0].get("finish_reason")
+    return None
