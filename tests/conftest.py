@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING
 import pytest
 import pytest_asyncio
 
-from tests.support.databases import postgres_database
 from tests.support.servers import FakeUpstream, Gateway, start_fake_upstream, start_gateway, stop
 
-pytest_plugins = ["tests.support.databases"]
+pytest_plugins = ["tests.support.databases", "tests.support.sse"]
 
 if TYPE_CHECKING:
     import anthropic
@@ -37,6 +36,8 @@ async def gateway(
         yield gw
         stop(gw.proc)
         return
+    from tests.support.databases import postgres_database
+
     async with postgres_database() as url:
         gw = start_gateway(tmp, fake_upstream, url)
         yield gw

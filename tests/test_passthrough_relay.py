@@ -18,7 +18,6 @@ from claudestore.core.stream import StreamError
 from claudestore.protocol.anthropic.passthrough import AnthropicRelay
 from claudestore.protocol.openai.passthrough import OpenAIRelay
 from claudestore.protocol.sse import Frame
-from tests.support import sse as support
 from tests.support.sse import (
     ANTHROPIC,
     OPENAI,
@@ -27,8 +26,6 @@ from tests.support.sse import (
     load,
     openai_final,
 )
-
-serve = support.serve  # the fixture: an in-process server that answers with given bytes
 
 UPSTREAM_A = "claude-sonnet-4-5-20250929"
 UPSTREAM_O = "gpt-4o-2024-08-06"

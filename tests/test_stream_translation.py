@@ -20,7 +20,6 @@ import pytest
 from claudestore.protocol.sse import SSEDecoder
 from claudestore.translate.anthropic.response import is_gateway_signature
 from claudestore.translate.anthropic.stream import AnthropicStreamEncoder
-from tests.support import sse as support
 from tests.support.sse import (
     ANTHROPIC,
     MESSAGES,
@@ -36,8 +35,6 @@ from tests.support.sse import (
     translate,
     wire_frames,
 )
-
-serve = support.serve  # the fixture: an in-process server that answers with given bytes
 
 OPENAI_EXPECTED: dict[str, Any] = {
     "openai_text.sse": (

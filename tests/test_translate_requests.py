@@ -835,12 +835,6 @@ def _call(arguments: str) -> list[dict[str, Any]]:
             InvalidRequest,
         ),
         (
-            {"messages": _umsg({"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}})},
-            "messages[0].content[0]",
-            "input_audio is not supported by",
-            Unsupported,
-        ),
-        (
             {"messages": _call("{not json")},
             "messages[1].tool_calls[0].function.arguments",
             "JSON object",
@@ -851,16 +845,6 @@ def _call(arguments: str) -> list[dict[str, Any]]:
             "messages[1].tool_calls[0].function.arguments",
             "JSON object",
             InvalidRequest,
-        ),
-        (
-            {
-                "messages": [
-                    {"role": "assistant", "tool_calls": [{"type": "custom", "id": "c", "custom": {}}]}
-                ]
-            },
-            "messages[0].tool_calls[0]",
-            "only function tool calls",
-            Unsupported,
         ),
         (
             {"messages": [{"role": "tool", "content": "x"}]},
@@ -889,12 +873,6 @@ def _call(arguments: str) -> list[dict[str, Any]]:
             InvalidRequest,
         ),
         ({"tools": [{"type": "function"}]}, "tools[0].function", "Missing", InvalidRequest),
-        (
-            {"tools": [{"type": "custom", "custom": {"name": "x"}}]},
-            "tools[0]",
-            "only function tools",
-            Unsupported,
-        ),
         ({"tool_choice": "sometimes"}, "tool_choice", "expected 'none'", InvalidRequest),
         (
             {"tool_choice": {"type": "custom", "custom": {"name": "x"}}},
@@ -1318,3 +1296,28 @@ def test_anthropic_build_effort_thinking_only_when_the_tool_loop_allows(
     )
     assert ("thinking" in body) is thinking
     assert body["max_tokens"] == (4096 + 8192 if thinking else 4096)
+
+
+def test_openai_only_features_parse_for_pass_through_and_refuse_translation() -> None:
+    """Audio, custom tools and custom tool calls reach an OpenAI-format upstream untouched,
+    and are refused (not dropped) when the request must become an Anthropic one."""
+    body = {
+        "model": "m",
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}}],
+            },
+            {"role": "assistant", "tool_calls": [{"type": "custom", "id": "c", "custom": {"name": "g"}}]},
+            {"role": "user", "content": "next"},
+        ],
+        "tools": [{"type": "custom", "custom": {"name": "g"}}],
+    }
+    req = oreq.parse_request(body)
+    assert req.untranslatable == [
+        "tools[0]: tools of type 'custom' can only be served by an OpenAI-format upstream."
+    ]
+    assert req.messages[0].content == [Unknown("openai", body["messages"][0]["content"][0])]
+    assert req.messages[1].content == [Unknown("openai", body["messages"][1]["tool_calls"][0])]
+    with pytest.raises(Unsupported, match="input_audio"):
+        areq.build_request(req, "claude-x")

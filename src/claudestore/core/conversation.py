@@ -130,3 +130,6 @@ class ChatRequest:
     # only when the upstream speaks the same format.
     extra: JSON = field(default_factory=dict)
     origin: Literal["anthropic", "openai"] = "anthropic"
+    # Features only an upstream of the client's own format can serve, as messages naming
+    # them (e.g. OpenAI custom tools); translation to the other format refuses them.
+    untranslatable: list[str] = field(default_factory=list)

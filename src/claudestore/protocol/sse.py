@@ -24,6 +24,19 @@ class Frame:
         self._data: bytes = b""
 
     def _parse(self) -> None:
+        raw = self.raw
+        # Fast path: the usual ``[event: X\n]data: Y\n\n`` frame with one data line.
+        if raw.startswith(b"event: "):
+            nl = raw.find(b"\n")
+            if raw.startswith(b"data: ", nl + 1) and raw.find(b"\n", nl + 1) == len(raw) - 2:
+                self._event = raw[7:nl].decode("utf-8", "replace")
+                self._data = raw[nl + 7 : -2]
+                self._parsed = True
+                return
+        elif raw.startswith(b"data: ") and raw.find(b"\n") == len(raw) - 2:
+            self._data = raw[6:-2]
+            self._parsed = True
+            return
         event: str | None = None
         data: list[bytes] = []
         for line in self.raw.split(b"\n"):

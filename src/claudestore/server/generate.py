@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 
 from claudestore.core.conversation import ChatRequest
-from claudestore.core.errors import GatewayError, InvalidRequest
+from claudestore.core.errors import GatewayError, InvalidRequest, Unsupported
 from claudestore.protocol.sse import SSEDecoder
 from claudestore.routing.router import Route
 from claudestore.server.http import Request, Send, send_bytes, start_stream, wait_disconnect
@@ -77,6 +77,10 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
         if upstream is client:
             payload = client.prepare_passthrough(body, creq, route.upstream_model)
         else:
+            if creq.untranslatable:
+                raise Unsupported(
+                    f"{creq.untranslatable[0]} Model {creq.model!r} is served by one in another format."
+                )
             payload = upstream.build_request(creq, route.upstream_model, route.model.max_tokens_default)
         exchange = _Exchange(gw, req, send, client, upstream, creq, route, out, headers)
         out.client_disconnected = await until_disconnect(req, exchange.run(orjson.dumps(payload)))
@@ -184,28 +188,22 @@ class _Exchange:
         except aiohttp.ClientError as exc:
             failure = ("api_error", f"The upstream connection broke mid-stream: {exc}")
         tail: list[bytes] = []
-        if failure is None and not passthrough:
-            finish = getattr(decoder, "finish", None)
-            if finish is not None:
-                tail.extend(encoder.encode(ev) for ev in finish())
-        elif failure is None and not _relay_complete(relay):
-            failure = ("api_error", "The upstream closed the stream before it was complete.")
+        if failure is None:
+            if passthrough:
+                tail.extend(relay.feed(f) for f in sse.flush())
+                if not relay.complete:
+                    failure = ("api_error", "The upstream closed the stream before it was complete.")
+            else:
+                for ev in [e for f in sse.flush() for e in decoder.feed(f)] + decoder.finish():
+                    tail.append(encoder.encode(ev))
         if failure is not None:
-            out.status, out.error_kind = 502, failure[0]
             tail.append(client.stream_error(*failure))
         out.usage = tracker.usage
-        out.stop_reason = getattr(tracker, "stop_reason", None)
-        if getattr(tracker, "error", None) is not None and out.error_kind is None:
-            out.status, out.error_kind = 502, tracker.error.kind
+        out.stop_reason = tracker.stop_reason
+        if failure is not None or tracker.error is not None:
+            out.status = 502
+            out.error_kind = failure[0] if failure is not None else tracker.error.kind
         await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
-
-
-def _relay_complete(relay: Any) -> bool:
-    return bool(
-        getattr(relay, "saw_stop", False)
-        or getattr(relay, "saw_done", False)
-        or getattr(relay, "error", None)
-    )
 
 
 def _first_finish(body: dict[str, Any]) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from claudestore.core.conversation import ChatRequest
 from claudestore.core.errors import GatewayError
 from claudestore.core.response import ChatResponse, Usage
-from claudestore.core.stream import StreamEvent
+from claudestore.core.stream import StreamError, StreamEvent
 from claudestore.protocol.anthropic import errors as anthropic_errors
 from claudestore.protocol.anthropic.passthrough import AnthropicRelay
 from claudestore.protocol.openai import errors as openai_errors
@@ -33,9 +33,14 @@ JSONObject = dict[str, Any]
 
 
 class StreamDecoder(Protocol):
-    @property
-    def usage(self) -> Usage: ...
+    """Upstream frames → canonical events; ``finish`` at EOF closes the grammar or reports the cut."""
+
+    usage: Usage
+    stop_reason: str | None
+    error: StreamError | None
+
     def feed(self, frame: Frame) -> list[StreamEvent]: ...
+    def finish(self) -> list[StreamEvent]: ...
 
 
 class StreamEncoder(Protocol):
@@ -44,8 +49,15 @@ class StreamEncoder(Protocol):
 
 
 class Relay(Protocol):
+    """Same-format relay: frames out as they came in, usage read on the way."""
+
+    usage: Usage
+    error: StreamError | None
+
     @property
-    def usage(self) -> Usage: ...
+    def stop_reason(self) -> str | None: ...
+    @property
+    def complete(self) -> bool: ...
     def feed(self, frame: Frame) -> bytes: ...
 
 
@@ -68,7 +80,23 @@ class Dialect:
 
 def _anthropic_passthrough(body: JSONObject, req: ChatRequest, upstream_model: str) -> JSONObject:
     body["model"] = upstream_model
+    # Thinking blocks that the gateway minted (from an OpenAI-format upstream's reasoning) carry
+    # a signature an Anthropic upstream would reject; the client may echo them back.
+    for message in body["messages"]:
+        content = message.get("content")
+        if message.get("role") == "assistant" and isinstance(content, list):
+            kept = [b for b in content if not _is_minted_thinking(b)]
+            if len(kept) != len(content):
+                message["content"] = kept
     return body
+
+
+def _is_minted_thinking(block: Any) -> bool:
+    return (
+        isinstance(block, dict)
+        and block.get("type") == "thinking"
+        and anthropic_response.is_gateway_signature(block.get("signature") or "")
+    )
 
 
 def _openai_passthrough(body: JSONObject, req: ChatRequest, upstream_model: str) -> JSONObject:

@@ -105,17 +105,16 @@ def _user_part(part: Any, param: str) -> Part:
         media_type, b64 = parse_data_url(data, f"{param}.file.file_data") or ("application/pdf", data)
         source = {"type": "base64", "media_type": media_type, "data": b64}
         return Document(source, filename=_opt(file, "filename", str, f"{param}.file.filename"))
-    if kind == "input_audio":
-        message = f"{param}: input_audio is not supported by ClaudeStore (Claude models take no audio)."
-        raise Unsupported(message, param=param)
+    if kind == "input_audio":  # only an OpenAI-format upstream can take audio
+        return Unknown("openai", part)
     if not isinstance(kind, str):
         raise _fail(f"{param}.type", "expected a content part with a string 'type'")
     return Unknown("openai", part)
 
 
 def _tool_use(call: Any, param: str) -> ToolUse:
-    if not isinstance(call, dict) or call.get("type", "function") != "function":
-        raise Unsupported(f"{param}: only function tool calls are supported.", param=param)
+    if not isinstance(call, dict):
+        raise _fail(param, "expected a tool call object")
     fn = _req(call, "function", dict, f"{param}.function")
     arguments = _opt(fn, "arguments", str, f"{param}.function.arguments") or ""
     if (tool_input := parse_arguments(arguments)) is None:
@@ -131,7 +130,12 @@ def _assistant(msg: JSON, param: str, index: int) -> Message:
         parts.append(Thinking(reasoning))
     parts.extend(_texts(msg.get("content"), f"{param}.content", ("text", "refusal")))
     calls = _opt(msg, "tool_calls", list, f"{param}.tool_calls") or []
-    parts.extend(_tool_use(call, f"{param}.tool_calls[{j}]") for j, call in enumerate(calls))
+    parts.extend(
+        _tool_use(call, f"{param}.tool_calls[{j}]")
+        if not isinstance(call, dict) or call.get("type", "function") == "function"
+        else Unknown("openai", call)  # a custom tool call: only an OpenAI-format upstream can take it
+        for j, call in enumerate(calls)
+    )
     if (legacy := _opt(msg, "function_call", dict, f"{param}.function_call")) is not None:
         parts.append(_tool_use({"id": f"call_legacy_{index}", "function": legacy}, f"{param}.function_call"))
     return Message("assistant", parts)
@@ -153,7 +157,7 @@ def _tool_result(msg: JSON, param: str, messages: list[Message], in_group: bool)
     raise _fail(param, f"a 'function' message must directly follow the call of {name!r}{hint}")
 
 
-def _tools(body: JSON) -> list[Tool] | None:
+def _tools(body: JSON, untranslatable: list[str]) -> list[Tool] | None:
     raw, key = _opt(body, "tools", list), "tools"
     if raw is None and _opt(body, "functions", list) is not None:  # legacy
         raw, key = [{"type": "function", "function": fn} for fn in body["functions"]], "functions"
@@ -162,7 +166,10 @@ def _tools(body: JSON) -> list[Tool] | None:
         param = f"{key}[{j}]"
         kind = tool.get("type") if isinstance(tool, dict) else None
         if kind != "function":
-            raise Unsupported(f"{param}: only function tools are supported, got {kind!r}.", param=param)
+            untranslatable.append(
+                f"{param}: tools of type {kind!r} can only be served by an OpenAI-format upstream."
+            )
+            continue
         fp = param if key == "functions" else f"{param}.function"
         fn = _req(tool, "function", dict, fp)
         name, desc = _req(fn, "name", str, f"{fp}.name"), _opt(fn, "description", str, f"{fp}.description")
@@ -240,7 +247,8 @@ def parse_request(body: dict[str, Any]) -> ChatRequest:
     stop = [body["stop"]] if isinstance(body.get("stop"), str) else _opt(body, "stop", list)
     if stop is not None and not all(isinstance(x, str) for x in stop):
         raise _fail("stop", "expected a string or an array of strings")
-    tool_choice, tools = _tool_choice(body, _tools(body))
+    untranslatable: list[str] = []
+    tool_choice, tools = _tool_choice(body, _tools(body, untranslatable))
     stream_options = _opt(body, "stream_options", dict) or {}
     return ChatRequest(
         model=model,
@@ -261,6 +269,7 @@ def parse_request(body: dict[str, Any]) -> ChatRequest:
         include_usage=bool(_opt(stream_options, "include_usage", bool, "stream_options.include_usage")),
         extra={k: v for k, v in body.items() if k not in _MODELLED},
         origin="openai",
+        untranslatable=untranslatable,
     )
 
 
