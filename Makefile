@@ -16,7 +16,15 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(VENV)/bin/claudestore serve $(ARGS)
 
-test: $(STAMP)
+JS_STAMP := tests/js/node_modules/.installed
+
+# Real JS clients for the compatibility tests (Claude Code, official JS SDKs); skipped without npm.
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd tests/js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: JS client tests will be skipped"; fi
+
+test: $(STAMP) $(JS_STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/pytest -q $(ARGS)
 

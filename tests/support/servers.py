@@ -108,6 +108,12 @@ def gateway_config(upstream: FakeUpstream, database_url: str) -> dict:
                 "display_name": "Claude Test (fake upstream)",
             },
             {
+                "id": "claude-via-openai",
+                "upstream": "fake-openai",
+                "upstream_model": "fake-claude-on-openai",
+                "display_name": "Claude-named model on an OpenAI-format upstream",
+            },
+            {
                 "id": "gpt-test",
                 "upstream": "fake-openai",
                 "upstream_model": "fake-gpt",

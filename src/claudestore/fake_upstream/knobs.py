@@ -4,8 +4,8 @@ A request chooses how the fake behaves with a directive ``[[fake key=value key=v
 anywhere in the text of its *last user turn*, or with a header ``x-fake: key=value; key=value``
 (header values win over directive values; later directives win over earlier ones).
 
-The last user turn is the last message with role ``user`` plus the messages right before it
-that are also ``user`` (Anthropic) or ``user``/``tool`` (OpenAI): the turn a gateway would merge
+The last user turn is the trailing run of messages with role ``user`` (Anthropic) or
+``user``/``tool`` (OpenAI), ignoring an assistant prefill at the very end: the turn a gateway would merge
 into a single Anthropic user message. Only its plain text counts (string content, ``text``
 blocks/parts), never the text inside tool results, so ``[user "...[[fake tool=x]]", assistant
 tool call, tool result]`` answers with text and ends the tool loop in both formats.
@@ -167,8 +167,8 @@ def last_user_text(body: dict[str, Any], fmt: Format) -> str:
         return ""
     turn_roles = ("user",) if fmt == "anthropic" else ("user", "tool")
     end = len(messages) - 1
-    while end >= 0 and not (isinstance(messages[end], dict) and messages[end].get("role") == "user"):
-        end -= 1
+    while end >= 0 and not (isinstance(messages[end], dict) and messages[end].get("role") in turn_roles):
+        end -= 1  # skip an assistant prefill
     start = end
     while (
         start > 0 and isinstance(messages[start - 1], dict) and messages[start - 1].get("role") in turn_roles
