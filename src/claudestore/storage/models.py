@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from sqlalchemy import DateTime, Dialect, MetaData, String
+from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -86,6 +86,13 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # Accounts and limits (migration 0002). A key without an account is an operator key:
+    # no plan, no limits, no balance (keys made by ``claudestore keys create`` without --account).
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    allowed_models: Mapped[list[str] | None] = mapped_column(JSON)  # fnmatch patterns; None = the plan's
+    rpm_limit: Mapped[int | None] = mapped_column(Integer)
+    tpm_limit: Mapped[int | None] = mapped_column(Integer)
+    concurrency_limit: Mapped[int | None] = mapped_column(Integer)
 
     def status(self, now: datetime | None = None) -> KeyStatus:
         if self.revoked_at is not None:

@@ -1,0 +1,92 @@
+"""The limiter contract: admit a request against rate limits, concurrency, token quota
+and credit balance in one atomic step, then settle it with what it really used.
+
+Two backends implement it: ``memory`` (one process; the embedded default) and ``redis``
+(any number of gateway processes enforce one limit, through server-side Lua scripts).
+
+Admission is all-or-nothing: either every check passes and every counter is charged
+(a request slot, the reserved tokens, a concurrency slot, the reserved quota tokens and
+the reserved cost), or nothing is charged and ``RateLimited`` / ``PaymentRequired`` is
+raised with ``retry_after`` set where waiting helps.
+
+Settlement replaces reservations with actual use: TPM and quota counters get
+``actual_tokens - reserved_tokens`` added, the balance gets ``reserved_cost -
+actual_cost`` given back, and the concurrency slot is released. Settling a lease twice
+is a no-op.
+
+Balances: the limiter's balance counter for an account is authoritative while it
+exists. It is seeded once from ``Admission.balance_seed`` (the database balance) when
+absent, and afterwards only moves by reservations, settlements and ``credit()``
+(top-ups, applied exactly once per ``credit_id``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """One set of limits on one counter namespace, e.g. ``acct:7`` (the plan's) or ``key:12``."""
+
+    name: str
+    rpm: int | None = None  # requests in any 60 s window
+    tpm: int | None = None  # input + output tokens in any 60 s window
+    concurrency: int | None = None  # requests in flight
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """A token quota for one period of a subscription."""
+
+    name: str  # counter name, unique per account and period, e.g. "quota:7:1764547200"
+    limit: int  # tokens allowed in the period
+    used_seed: int  # tokens used in the period per the database, used only to seed the counter
+    period_end: float  # unix time; the counter may expire after it
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    scopes: tuple[Scope, ...]
+    tokens: int  # tokens reserved against TPM and quota: estimated input + max_tokens
+    account_id: int | None = None
+    cost_nanos: int = 0  # worst-case cost reserved against the balance
+    balance_seed: int | None = None  # database balance; None = this account's balance is not enforced
+    quota: Quota | None = None
+
+
+@dataclass(slots=True)
+class Window:
+    """Rate-limit state of the tightest scope, for the response headers."""
+
+    limit: int
+    remaining: int
+    reset_at: float  # unix time when the window has room again
+
+
+@dataclass(slots=True)
+class Lease:
+    admission: Admission
+    requests: Window | None = None
+    tokens: Window | None = None
+    settled: bool = False
+    extra: dict[str, object] = field(default_factory=dict)  # backend bookkeeping
+
+
+class Limiter(Protocol):
+    async def acquire(self, admission: Admission) -> Lease:
+        """Admit or raise ``RateLimited`` (rpm, tpm, concurrency, quota) / ``PaymentRequired`` (balance)."""
+        ...
+
+    async def settle(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> None: ...
+
+    async def credit(self, account_id: int, nanos: int, credit_id: int) -> None:
+        """Add credit to a live balance counter, once per ``credit_id`` (no-op if the counter is absent)."""
+        ...
+
+    async def balance(self, account_id: int) -> int | None:
+        """The live balance counter, or None when it is not seeded."""
+        ...
+
+    async def close(self) -> None: ...
