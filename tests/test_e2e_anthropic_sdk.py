@@ -3,7 +3,7 @@
 Every test that takes ``model`` runs for ``claude-test`` (an Anthropic upstream: pass-through)
 and ``gpt-test`` (an OpenAI-format upstream: translated), on both database backends. The
 fake upstream is deterministic (``src/claudestore/fake_upstream/README.md``): what the client
-sees is checked against what the fake actually received (``fake_upstream.last_request()``,
+sees is checked against what the fake actually received (``await upstream.last()``,
 read right after the call, since every test shares one fake).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,45 @@ def model(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(scope="module")
+async def claude(gateway: Gateway) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    """conftest's client, shared by the module: building an SDK client costs far more than a call."""
+    client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
+    yield client
+    await client.close()
+
+
+class UpstreamLog:
+    """What the fake upstream received: ``FakeUpstream.last_request()`` over one shared async client."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def last(self) -> dict[str, Any]:
+        resp = await self.http.get("/_fake/requests", params={"limit": 1})
+        resp.raise_for_status()
+        last: dict[str, Any] = resp.json()[-1]
+        return last
+
+    async def body(self, model: str) -> dict[str, Any]:
+        """The body of the last request, checked to be a generation for ``model``'s upstream."""
+        last = await self.last()
+        assert last["path"] == UPSTREAM_PATH[UPSTREAM_FORMAT[model]], last["path"]
+        body: dict[str, Any] = last["body"]
+        assert body["model"] == UPSTREAM_MODEL[model]
+        return body
+
+    async def input_tokens(self, model: str) -> int:
+        """The input tokens the fake reported for the last request (cache tokens excluded)."""
+        return count_input_tokens(await self.body(model), UPSTREAM_FORMAT[model])  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+async def upstream(fake_upstream: FakeUpstream) -> AsyncIterator[UpstreamLog]:
+    async with httpx.AsyncClient(base_url=fake_upstream.url) as http:
+        yield UpstreamLog(http)
+
+
 def words(n: int, source: tuple[str, ...] = WORDS) -> str:
     """The text of the fake's first ``n`` tokens."""
     return " ".join(source[k % len(source)] for k in range(n))
@@ -50,20 +90,6 @@ def words(n: int, source: tuple[str, ...] = WORDS) -> str:
 
 def user(text: str) -> list[dict[str, Any]]:
     return [{"role": "user", "content": text}]
-
-
-def upstream_body(fake_upstream: FakeUpstream, model: str) -> dict[str, Any]:
-    """The body the fake received for the last call, checked to be for ``model``'s upstream."""
-    last = fake_upstream.last_request()
-    assert last["path"] == UPSTREAM_PATH[UPSTREAM_FORMAT[model]], last["path"]
-    body: dict[str, Any] = last["body"]
-    assert body["model"] == UPSTREAM_MODEL[model]
-    return body
-
-
-def upstream_input_tokens(fake_upstream: FakeUpstream, model: str) -> int:
-    """The input tokens the fake reported (without cache tokens) for the last call."""
-    return count_input_tokens(upstream_body(fake_upstream, model), UPSTREAM_FORMAT[model])  # type: ignore[arg-type]
 
 
 def check_event_sequence(events: list[Any]) -> None:
@@ -110,7 +136,7 @@ async def collect(stream: Any) -> list[Any]:
 # --- generation ------------------------------------------------------------------------------
 
 
-async def test_create_text(claude: anthropic.AsyncAnthropic, fake_upstream: FakeUpstream, model: str) -> None:
+async def test_create_text(claude: anthropic.AsyncAnthropic, upstream: UpstreamLog, model: str) -> None:
     message = await claude.messages.create(model=model, max_tokens=100, messages=user("Hello, Claude"))
     assert message.type == "message" and message.role == "assistant"
     assert message.id.startswith("msg_")
@@ -118,7 +144,7 @@ async def test_create_text(claude: anthropic.AsyncAnthropic, fake_upstream: Fake
     assert [b.type for b in message.content] == ["text"]
     assert message.content[0].text == words(8)  # type: ignore[union-attr]
     assert message.stop_reason == "end_turn" and message.stop_sequence is None
-    assert message.usage.input_tokens == upstream_input_tokens(fake_upstream, model)
+    assert message.usage.input_tokens == await upstream.input_tokens(model)
     assert message.usage.output_tokens == 8
     assert message.usage.cache_read_input_tokens == 0
     assert message.usage.cache_creation_input_tokens == 0
@@ -126,7 +152,7 @@ async def test_create_text(claude: anthropic.AsyncAnthropic, fake_upstream: Fake
 
 
 async def test_create_with_system_and_tools_usage(
-    claude: anthropic.AsyncAnthropic, fake_upstream: FakeUpstream, model: str
+    claude: anthropic.AsyncAnthropic, upstream: UpstreamLog, model: str
 ) -> None:
     message = await claude.messages.create(
         model=model,
@@ -139,14 +165,14 @@ async def test_create_with_system_and_tools_usage(
             {"role": "user", "content": [{"type": "text", "text": "and the second [[fake tokens=5]]"}]},
         ],
     )
-    expected = upstream_input_tokens(fake_upstream, model)
+    expected = await upstream.input_tokens(model)
     assert expected > 10  # the system prompt, both turns and the tool definition were counted
     assert message.usage.input_tokens == expected
     assert message.usage.output_tokens == 5
     assert message.content[0].text == words(5)  # type: ignore[union-attr]
 
 
-async def test_stream_raw_events(claude: anthropic.AsyncAnthropic, fake_upstream: FakeUpstream, model: str) -> None:
+async def test_stream_raw_events(claude: anthropic.AsyncAnthropic, upstream: UpstreamLog, model: str) -> None:
     stream = await claude.messages.create(
         model=model,
         max_tokens=100,
@@ -174,10 +200,12 @@ async def test_stream_raw_events(claude: anthropic.AsyncAnthropic, fake_upstream
     final_input = end.usage.input_tokens
     if final_input is None:
         final_input = events[0].message.usage.input_tokens
-    assert final_input == upstream_input_tokens(fake_upstream, model)
+    assert final_input == await upstream.input_tokens(model)
 
 
-async def test_stream_helper_text(claude: anthropic.AsyncAnthropic, fake_upstream: FakeUpstream, model: str) -> None:
+async def test_stream_helper_text(
+    claude: anthropic.AsyncAnthropic, upstream: UpstreamLog, model: str
+) -> None:
     async with claude.messages.stream(
         model=model, max_tokens=100, messages=user("Count for me [[fake tokens=6]]")
     ) as stream:
@@ -189,7 +217,7 @@ async def test_stream_helper_text(claude: anthropic.AsyncAnthropic, fake_upstrea
     assert final.stop_reason == "end_turn"
     assert final.model == model
     assert final.usage.output_tokens == 6
-    assert final.usage.input_tokens == upstream_input_tokens(fake_upstream, model)
+    assert final.usage.input_tokens == await upstream.input_tokens(model)
 
 
 async def test_tool_use_non_stream(claude: anthropic.AsyncAnthropic, model: str) -> None:
@@ -224,7 +252,7 @@ async def test_tool_use_streamed_arguments(claude: anthropic.AsyncAnthropic, mod
     assert tool.input == {"city": "Paris", "days": 3}  # type: ignore[union-attr]
 
 
-async def test_tool_round_trip(claude: anthropic.AsyncAnthropic, fake_upstream: FakeUpstream, model: str) -> None:
+async def test_tool_round_trip(claude: anthropic.AsyncAnthropic, upstream: UpstreamLog, model: str) -> None:
     question = {"role": "user", "content": "Weather in Paris? [[fake tool=get_weather tokens=0]]"}
     first = await claude.messages.create(
         model=model,
@@ -254,7 +282,7 @@ async def test_tool_round_trip(claude: anthropic.AsyncAnthropic, fake_upstream: 
     assert second.stop_reason == "end_turn"
     assert [b.type for b in second.content] == ["text"]
     assert second.content[0].text == words(4)  # type: ignore[union-attr]
-    body = upstream_body(fake_upstream, model)
+    body = await upstream.body(model)
     assert second.usage.input_tokens == count_input_tokens(body, UPSTREAM_FORMAT[model])  # type: ignore[arg-type]
     if UPSTREAM_FORMAT[model] == "anthropic":
         assistant, result = body["messages"][1], body["messages"][2]
@@ -277,7 +305,9 @@ async def test_tool_round_trip(claude: anthropic.AsyncAnthropic, fake_upstream: 
         assert "Thanks!" in json.dumps(body["messages"][3]["content"])
 
 
-async def test_thinking_non_stream(claude: anthropic.AsyncAnthropic, fake_upstream: FakeUpstream, model: str) -> None:
+async def test_thinking_non_stream(
+    claude: anthropic.AsyncAnthropic, upstream: UpstreamLog, model: str
+) -> None:
     message = await claude.messages.create(
         model=model,
         max_tokens=2000,
@@ -302,7 +332,7 @@ async def test_thinking_non_stream(claude: anthropic.AsyncAnthropic, fake_upstre
         ],
     )
     assert again.content[-1].text == words(2)  # type: ignore[union-attr]
-    body = upstream_body(fake_upstream, model)
+    body = await upstream.body(model)
     if UPSTREAM_FORMAT[model] == "openai":  # a gateway-minted signature never goes upstream
         assert "csgw1." not in json.dumps(body)
 
@@ -319,7 +349,11 @@ async def test_thinking_stream(claude: anthropic.AsyncAnthropic, model: str) -> 
     check_event_sequence(events)
     starts = [ev.content_block.type for ev in events if ev.type == "content_block_start"]
     assert starts == ["thinking", "text"]
-    signatures = [ev.delta.signature for ev in events if ev.type == "content_block_delta" and ev.delta.type == "signature_delta"]
+    signatures = [
+        ev.delta.signature
+        for ev in events
+        if ev.type == "content_block_delta" and ev.delta.type == "signature_delta"
+    ]
     assert len(signatures) == 1 and signatures[0]
 
     async with claude.messages.stream(
@@ -335,12 +369,12 @@ async def test_thinking_stream(claude: anthropic.AsyncAnthropic, model: str) -> 
     assert final.content[1].text == words(2)  # type: ignore[union-attr]
 
 
-async def test_max_tokens_stop(claude: anthropic.AsyncAnthropic, fake_upstream: FakeUpstream, model: str) -> None:
+async def test_max_tokens_stop(claude: anthropic.AsyncAnthropic, upstream: UpstreamLog, model: str) -> None:
     message = await claude.messages.create(model=model, max_tokens=3, messages=user("Go on"))
     assert message.stop_reason == "max_tokens" and message.stop_sequence is None
     assert message.content[0].text == words(3)  # type: ignore[union-attr]
     assert message.usage.output_tokens == 3
-    body = upstream_body(fake_upstream, model)
+    body = await upstream.body(model)
     assert body.get("max_tokens", body.get("max_completion_tokens")) == 3
 
     async with claude.messages.stream(model=model, max_tokens=3, messages=user("Go on")) as stream:
@@ -350,12 +384,12 @@ async def test_max_tokens_stop(claude: anthropic.AsyncAnthropic, fake_upstream: 
     assert final.usage.output_tokens == 3
 
 
-async def test_stop_sequence(claude: anthropic.AsyncAnthropic, fake_upstream: FakeUpstream, model: str) -> None:
+async def test_stop_sequence(claude: anthropic.AsyncAnthropic, upstream: UpstreamLog, model: str) -> None:
     message = await claude.messages.create(
         model=model, max_tokens=100, stop_sequences=["sit"], messages=user("Go on")
     )
     assert message.content[0].text == words(3)  # type: ignore[union-attr]  # stops before "sit"
-    body = upstream_body(fake_upstream, model)
+    body = await upstream.body(model)
     if UPSTREAM_FORMAT[model] == "anthropic":
         assert body["stop_sequences"] == ["sit"]
         assert message.stop_reason == "stop_sequence" and message.stop_sequence == "sit"
@@ -373,7 +407,7 @@ async def test_stop_sequence(claude: anthropic.AsyncAnthropic, fake_upstream: Fa
 
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
 async def test_usage_matches_upstream(
-    claude: anthropic.AsyncAnthropic, fake_upstream: FakeUpstream, model: str, stream: bool
+    claude: anthropic.AsyncAnthropic, upstream: UpstreamLog, model: str, stream: bool
 ) -> None:
     kwargs: dict[str, Any] = {
         "model": model,
@@ -386,7 +420,7 @@ async def test_usage_matches_upstream(
             message = await s.get_final_message()
     else:
         message = await claude.messages.create(**kwargs)
-    assert message.usage.input_tokens == upstream_input_tokens(fake_upstream, model)
+    assert message.usage.input_tokens == await upstream.input_tokens(model)
     assert message.usage.output_tokens == 3 + 4
     assert message.usage.cache_read_input_tokens == 0
     assert message.usage.cache_creation_input_tokens == 0
@@ -394,7 +428,7 @@ async def test_usage_matches_upstream(
 
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
 async def test_cache_tokens(
-    claude: anthropic.AsyncAnthropic, fake_upstream: FakeUpstream, model: str, stream: bool
+    claude: anthropic.AsyncAnthropic, upstream: UpstreamLog, model: str, stream: bool
 ) -> None:
     kwargs: dict[str, Any] = {
         "model": model,
@@ -408,11 +442,11 @@ async def test_cache_tokens(
         message = await claude.messages.create(**kwargs)
     assert message.usage.cache_read_input_tokens == 7
     assert message.usage.cache_creation_input_tokens == 3
-    assert message.usage.input_tokens == upstream_input_tokens(fake_upstream, model)
+    assert message.usage.input_tokens == await upstream.input_tokens(model)
     assert message.usage.output_tokens == 2
 
 
-async def test_count_tokens(claude: anthropic.AsyncAnthropic, fake_upstream: FakeUpstream, model: str) -> None:
+async def test_count_tokens(claude: anthropic.AsyncAnthropic, upstream: UpstreamLog, model: str) -> None:
     count = await claude.messages.count_tokens(
         model=model,
         system="be brief",
@@ -423,7 +457,7 @@ async def test_count_tokens(claude: anthropic.AsyncAnthropic, fake_upstream: Fak
             {"role": "user", "content": "seven"},
         ],
     )
-    last = fake_upstream.last_request()
+    last = await upstream.last()
     fmt = UPSTREAM_FORMAT[model]
     if fmt == "anthropic":
         assert last["path"] == "/v1/messages/count_tokens"
@@ -436,11 +470,11 @@ async def test_count_tokens(claude: anthropic.AsyncAnthropic, fake_upstream: Fak
     assert count._request_id is not None and count._request_id.startswith("req_")
 
 
-async def test_alias_create(claude: anthropic.AsyncAnthropic, fake_upstream: FakeUpstream) -> None:
+async def test_alias_create(claude: anthropic.AsyncAnthropic, upstream: UpstreamLog) -> None:
     message = await claude.messages.create(model="claude-test-alias", max_tokens=50, messages=user("Hi"))
     assert message.content[0].text == words(8)  # type: ignore[union-attr]
     assert message.model in ("claude-test-alias", "claude-test")
-    assert fake_upstream.last_request()["body"]["model"] == "fake-claude"
+    assert (await upstream.last())["body"]["model"] == "fake-claude"
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -552,7 +586,11 @@ async def test_bad_request_raw(gateway: Gateway, content: bytes, field: str) -> 
         resp = await http.post(
             "/v1/messages",
             content=content,
-            headers={"x-api-key": gateway.key, "anthropic-version": "2023-06-01", "content-type": "application/json"},
+            headers={
+                "x-api-key": gateway.key,
+                "anthropic-version": "2023-06-01",
+                "content-type": "application/json",
+            },
         )
     assert resp.status_code == 400
     body = resp.json()
@@ -640,3 +678,26 @@ async def test_mid_stream_cut_raw(gateway: Gateway, model: str) -> None:
     assert data["type"] == "error"
     assert data["error"]["type"] == "api_error" and data["error"]["message"]
     assert not any(f.startswith("event: message_stop") for f in frames)
+
+
+# The upstream connection breaks when the answer is complete and only its end marker is missing.
+COMPLETE_THEN_CUT = {
+    # Anthropic, tokens=2: message_start, ping, block start, 2 deltas, block stop, message_delta | message_stop
+    "claude-test": "[[fake tokens=2 cut_after=7]]",
+    # OpenAI (the gateway asks for usage), tokens=2: role, 2 texts, finish_reason, usage | [DONE]
+    "gpt-test": "[[fake tokens=2 cut_after=5]]",
+}
+
+
+@pytest.mark.parametrize(
+    "cut_model",
+    MODELS,
+)
+async def test_cut_after_complete_answer(claude: anthropic.AsyncAnthropic, cut_model: str) -> None:
+    async with claude.messages.stream(
+        model=cut_model, max_tokens=100, messages=user("Hi " + COMPLETE_THEN_CUT[cut_model])
+    ) as stream:
+        final = await stream.get_final_message()
+    assert final.content[0].text == words(2)  # type: ignore[union-attr]
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == 2

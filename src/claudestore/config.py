@@ -99,9 +99,31 @@ class ServerConfig(_Strict):
     max_header_bytes: int = 64 * 1024
 
 
+class LimitsConfig(_Strict):
+    # redis://host:6379/0 makes every gateway process enforce one set of limits; without
+    # it limits are kept in process (right for one process, the embedded default).
+    redis_url: str | None = None
+
+
+class AdminConfig(_Strict):
+    api_key: str | None = None
+    api_key_env: str = "CLAUDESTORE_ADMIN_KEY"
+
+    def resolved_key(self) -> str | None:
+        return self.api_key or os.environ.get(self.api_key_env) or None
+
+
+class AccountingConfig(_Strict):
+    policy_ttl: float = 5.0  # seconds a key's plan, limits and allowed models may be stale
+    ledger_flush_interval: float = 0.05  # the ledger's crash window (see README, "Metering")
+
+
 class Config(_Strict):
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
+    accounting: AccountingConfig = msgspec.field(default_factory=AccountingConfig)
     upstreams: list[UpstreamConfig] = []
     models: list[ModelConfig] = []
 
@@ -194,6 +216,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     config = parse_config(raw)
     if os.environ.get("CLAUDESTORE_DATABASE_URL"):
         config.database.url = os.environ["CLAUDESTORE_DATABASE_URL"]
+    if os.environ.get("CLAUDESTORE_REDIS_URL"):
+        config.limits.redis_url = os.environ["CLAUDESTORE_REDIS_URL"]
     return config
 
 

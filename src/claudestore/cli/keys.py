@@ -12,6 +12,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from claudestore.core.errors import GatewayError
 from claudestore.storage.db import DEFAULT_DATABASE_URL, Database, normalize_url, sqlite_path
 from claudestore.storage.keys import AmbiguousPrefix, create_key, get_key, list_keys, revoke_key
 from claudestore.storage.migrate import migrate
@@ -50,6 +51,19 @@ def _database_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def _run(
     database_url: str | None, config_path: str | None, work: Callable[[AsyncSession], Awaitable[T]]
 ) -> T:
+    """Migrate, then run ``work`` in one session and commit it (nothing is committed on error)."""
+
+    async def in_session(db: Database) -> T:
+        async with db.session() as session:
+            result = await work(session)
+            await session.commit()
+            return result
+
+    return _run_db(database_url, config_path, in_session)
+
+
+def _run_db(database_url: str | None, config_path: str | None, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Migrate, then run ``work`` with a :class:`Database` (closed afterwards)."""
     url = resolve_database_url(database_url, config_path)
     path = sqlite_path(url)
     if path is not None and not path.parent.is_dir():
@@ -61,10 +75,7 @@ def _run(
         await migrate(url)
         db = Database(url)
         try:
-            async with db.session() as session:
-                result = await work(session)
-                await session.commit()
-                return result
+            return await work(db)
         finally:
             await db.close()
 
@@ -92,31 +103,93 @@ def keys() -> None:
     """Create, list and revoke API keys."""
 
 
+def split_patterns(values: Sequence[str]) -> list[str] | None:
+    """``--model a --model b,c`` → ``["a", "b", "c"]``; None when no option was given."""
+    patterns = [p.strip() for value in values for p in value.split(",") if p.strip()]
+    return patterns or None
+
+
 @keys.command("create")
 @click.argument("name")
 @click.option("--expires-days", type=click.IntRange(min=1), metavar="N", help="Expire the key after N days.")
+@click.option(
+    "--account",
+    "account_id",
+    type=int,
+    metavar="ID",
+    help="Make a customer key for this account (its plan, quota and balance apply). "
+    "Without it the key is an operator key: no plan, no balance.",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="PATTERN",
+    help="Allow only models matching PATTERN (fnmatch, e.g. 'claude-*'; repeat or comma-separate).",
+)
+@click.option("--rpm", type=click.IntRange(min=1), metavar="N", help="Requests per minute for this key.")
+@click.option("--tpm", type=click.IntRange(min=1), metavar="N", help="Tokens per minute for this key.")
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), metavar="N", help="Requests in flight for this key."
+)
 @_database_options
 def create_command(
-    name: str, expires_days: int | None, config_path: str | None, database_url: str | None
+    name: str,
+    expires_days: int | None,
+    account_id: int | None,
+    models: tuple[str, ...],
+    rpm: int | None,
+    tpm: int | None,
+    concurrency: int | None,
+    config_path: str | None,
+    database_url: str | None,
 ) -> None:
-    """Create a key called NAME and print it (once)."""
-    expires_at = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+    """Create a key called NAME and print it (once).
+
+    Key limits and models only narrow what the account's plan allows.
+    """
+    limits = {"rpm_limit": rpm, "tpm_limit": tpm, "concurrency_limit": concurrency}
+    patterns = split_patterns(models)
+
+    async def work(session: AsyncSession) -> tuple[str, ApiKey]:
+        if account_id is not None:
+            from claudestore.accounts.keys import create_account_key
+
+            data: dict[str, Any] = {"name": name, **{k: v for k, v in limits.items() if v is not None}}
+            if expires_days:
+                data["expires_in_days"] = expires_days
+            if patterns:
+                data["allowed_models"] = patterns
+            return await create_account_key(session, account_id, data)
+        expires_at = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+        raw, key = await create_key(session, name, expires_at)
+        key.allowed_models = patterns
+        key.rpm_limit, key.tpm_limit, key.concurrency_limit = rpm, tpm, concurrency
+        await session.flush()
+        return raw, key
+
     try:
-        raw, key = _run(database_url, config_path, lambda s: create_key(s, name, expires_at))
+        raw, key = _run(database_url, config_path, work)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from exc
+    except GatewayError as exc:
+        raise click.ClickException(exc.message) from None
     click.echo(raw)
-    click.echo(f"Created key {key.id} ({key.prefix}) named {key.name!r}", err=True)
+    owner = f" for account {key.account_id}" if key.account_id is not None else ""
+    click.echo(f"Created key {key.id} ({key.prefix}) named {key.name!r}{owner}", err=True)
     if key.expires_at:
         click.echo(f"Expires {_when(key.expires_at)} UTC", err=True)
     click.secho("Store it now: it will not be shown again.", fg="yellow", err=True)
 
 
 @keys.command("list")
+@click.option("--account", "account_id", type=int, metavar="ID", help="Only the keys of this account.")
 @_database_options
-def list_command(config_path: str | None, database_url: str | None) -> None:
+def list_command(account_id: int | None, config_path: str | None, database_url: str | None) -> None:
     """List all keys (never the keys themselves)."""
     rows: list[ApiKey] = _run(database_url, config_path, list_keys)
+    if account_id is not None:
+        rows = [k for k in rows if k.account_id == account_id]
     if not rows:
         click.echo("No API keys yet. Create one with: claudestore keys create NAME")
         return

@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from claudestore.admission.accounting import Accounting
+from claudestore.admission.policy import PolicyCache
+from claudestore.billing.ledger import LedgerWriter
+from claudestore.billing.pricing import PriceCache
 from claudestore.config import Config
+from claudestore.limits.factory import make_limiter
 from claudestore.providers.base import Provider
 from claudestore.providers.registry import build_providers, make_session
 from claudestore.routing.router import Router
@@ -28,6 +33,7 @@ class Gateway:
     session: aiohttp.ClientSession
     providers: dict[str, Provider]
     router: Router
+    accounting: Accounting
     listeners: list[OutcomeListener] = field(default_factory=list)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("claudestore"))
 
@@ -47,9 +53,19 @@ class Gateway:
             )
         session = make_session(config.upstreams)
         providers = build_providers(config.upstreams, session)
-        return cls(config, db, auth, session, providers, Router(config, providers))
+        ledger = LedgerWriter(db, flush_interval=config.accounting.ledger_flush_interval)
+        ledger.start()
+        accounting = Accounting(
+            make_limiter(config.limits.redis_url),
+            PolicyCache(db, ttl=config.accounting.policy_ttl),
+            PriceCache(db, ttl=config.accounting.policy_ttl),
+            ledger,
+        )
+        return cls(config, db, auth, session, providers, Router(config, providers), accounting)
 
     async def stop(self) -> None:
+        await self.accounting.ledger.stop()
+        await self.accounting.limiter.close()
         await self.auth.stop()
         await self.session.close()
         await self.db.close()

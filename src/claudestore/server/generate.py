@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
+from claudestore.admission.accounting import Ticket
+from claudestore.admission.headers import rate_limit_headers
 from claudestore.core.conversation import ChatRequest
 from claudestore.core.errors import GatewayError, InvalidRequest, Unsupported
 from claudestore.protocol.sse import SSEDecoder
@@ -65,13 +67,17 @@ async def until_disconnect(req: Request, work: Coroutine[Any, Any, None]) -> boo
 async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect) -> None:
     out = Outcome(req.request_id, client.name)
     headers = gw.response_headers(req)
+    ticket: Ticket | None = None
     try:
         key = await gw.auth.authenticate(req.api_key())
         out.key_id = key.id
-        body = parse_json_object(await req.body(gw.config.server.max_body_bytes))
+        policy = await gw.accounting.policy(key)
+        out.account_id = policy.account_id
+        raw = await req.body(gw.config.server.max_body_bytes)
+        body = parse_json_object(raw)
         creq = client.parse_request(body)
         route = gw.router.resolve(creq.model)
-        out.model, out.upstream, out.upstream_model = creq.model, route.provider.name, route.upstream_model
+        out.model, out.upstream, out.upstream_model = route.public_model, route.provider.name, route.upstream_model
         out.streamed = creq.stream
         upstream = DIALECTS[route.provider.format]
         if upstream is client:
@@ -82,6 +88,10 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
                     f"{creq.untranslatable[0]} Model {creq.model!r} is served by one in another format."
                 )
             payload = upstream.build_request(creq, route.upstream_model, route.model.max_tokens_default)
+        max_tokens = creq.max_tokens if creq.max_tokens is not None else route.model.max_tokens_default
+        ticket = await gw.accounting.admit(policy, route.public_model, len(raw), max_tokens)
+        if ticket.lease is not None:
+            rate_limit_headers(ticket.lease, headers)
         exchange = _Exchange(gw, req, send, client, upstream, creq, route, out, headers)
         out.client_disconnected = await until_disconnect(req, exchange.run(orjson.dumps(payload)))
     except GatewayError as err:
@@ -96,6 +106,7 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
             await send_error(send, client, err, headers)
     finally:
         out.finished_at = time.perf_counter()
+        await asyncio.shield(gw.accounting.settle(ticket, out))
         gw.finish(out)
 
 
@@ -186,7 +197,9 @@ class _Exchange:
         except TimeoutError:
             failure = ("timeout_error", "The upstream stream went idle for too long and was closed.")
         except aiohttp.ClientError as exc:
-            failure = ("api_error", f"The upstream connection broke mid-stream: {exc}")
+            # A break after the answer is complete (only [DONE] / message_stop missing) is no failure.
+            if not (relay.complete if passthrough else tracker.stop_reason is not None):
+                failure = ("api_error", f"The upstream connection broke mid-stream: {exc}")
         tail: list[bytes] = []
         if failure is None:
             if passthrough:

@@ -19,6 +19,7 @@ class Outcome:
     request_id: str
     endpoint: str  # "anthropic" | "openai"
     key_id: int | None = None
+    account_id: int | None = None
     model: str | None = None
     upstream: str | None = None
     upstream_model: str | None = None

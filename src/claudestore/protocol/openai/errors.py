@@ -27,6 +27,10 @@ _STATUS_FOR_CLIENT = {529: 503}
 
 
 def status_for(err: GatewayError) -> int:
+    if err.kind == "overloaded_error":
+        return 503  # wire.md D.7: Anthropic's 529 (and an unreachable or overloaded upstream) → 503
+    if err.status == 402:
+        return 429  # OpenAI reports exhausted credit as 429 insufficient_quota
     return _STATUS_FOR_CLIENT.get(err.status, err.status)
 
 

@@ -149,7 +149,10 @@ def _tool_result(msg: JSON, param: str, messages: list[Message], in_group: bool)
     name = _req(msg, "name", str, f"{param}.name")
     group = messages[-1].content if in_group else []
     answered = {p.tool_use_id for p in group if isinstance(p, ToolResult)}
-    before = messages[-2] if in_group else (messages[-1] if messages else None)
+    if in_group:
+        before = messages[-2] if len(messages) >= 2 else None
+    else:
+        before = messages[-1] if messages else None
     for part in before.content if before and before.role == "assistant" else []:
         if isinstance(part, ToolUse) and part.name == name and part.id not in answered:
             return ToolResult(part.id, content)
@@ -189,7 +192,8 @@ def _tool_choice(body: JSON, tools: list[Tool] | None) -> tuple[ToolChoice | Non
         choice = ToolChoice("tool", _req(fn, "name", str, f"{key}.function.name"))
     elif isinstance(value, dict) and kind == "allowed_tools":  # D.1 [policy]: filter the tools, keep the mode
         allowed = _req(value, "allowed_tools", dict, "tool_choice.allowed_tools")
-        listed = [t.get("function") for t in allowed.get("tools") or [] if isinstance(t, dict)]
+        listed = [t.get("function") for t in _opt(allowed, "tools", list, f"{key}.allowed_tools.tools") or []
+                  if isinstance(t, dict)]
         names = {fn.get("name") for fn in listed if isinstance(fn, dict)}
         tools = [t for t in tools or [] if t.name in names]
         choice = ToolChoice("any" if allowed.get("mode") == "required" else "auto")

@@ -1,0 +1,1 @@
+"""Admission control: what a key may do (policy) and whether this request may run now (limits)."""

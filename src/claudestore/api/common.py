@@ -1,0 +1,184 @@
+"""What the admin and account apps share: JSON responses, the Anthropic error envelope,
+request ids, body and query parsing, and reporting committed credit to the limiter."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from claudestore.accounts import fields
+from claudestore.core.errors import ERROR_KINDS, GatewayError, InternalError, InvalidRequest
+from claudestore.server.http import new_request_id
+from claudestore.storage.billing_models import CreditEntry
+
+log = logging.getLogger("claudestore.api")
+
+#: ``on_credit(account_id, nanos, credit_entry_id)``: called after a commit that changed a balance.
+OnCredit = Callable[[int, int, int], Awaitable[None]]
+MAX_BODY_BYTES = 1 << 20
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id") or new_request_id())
+
+
+def error_response(err: GatewayError, rid: str) -> JSONResponse:
+    body = {"type": "error", "error": {"type": err.kind, "message": err.message}, "request_id": rid}
+    return JSONResponse(body, status_code=err.status)
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (kept if an outer app set ``state.request_id``) and returns it
+    as ``request-id`` / ``x-request-id``, like the gateway's own endpoints."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        rid = state.setdefault("request_id", new_request_id())
+        extra = [(b"request-id", rid.encode()), (b"x-request-id", rid.encode())]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc, request_id(request))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"No route for {request.method} {request.url.path[:200]}."
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed on {request.url.path[:200]}."
+    else:
+        message = str(exc.detail)
+    kind = ERROR_KINDS.get(exc.status_code, "invalid_request_error")
+    return error_response(GatewayError(message, status=exc.status_code, kind=kind), request_id(request))
+
+
+async def _integrity_error(request: Request, exc: Exception) -> Response:
+    log.info("integrity error on %s %s: %s", request.method, request.url.path, exc)
+    err = GatewayError(
+        "The change conflicts with existing data (a duplicate, or a row that is still referenced).",
+        status=409,
+        kind="conflict_error",
+    )
+    return error_response(err, request_id(request))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    return error_response(InternalError("Internal error; it has been logged."), request_id(request))
+
+
+EXCEPTION_HANDLERS: Mapping[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+    GatewayError: _gateway_error,
+    HTTPException: _http_error,
+    IntegrityError: _integrity_error,
+    Exception: _unexpected,
+}
+MIDDLEWARE = [Middleware(RequestIdMiddleware)]
+
+
+def api_key(request: Request) -> str | None:
+    """The key from ``x-api-key`` or ``Authorization: Bearer``, as the gateway reads it."""
+    key = request.headers.get("x-api-key")
+    if key and key.strip():
+        return key.strip()
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return None
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object; an empty body is ``{}``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise InvalidRequest(f"Body is larger than {MAX_BODY_BYTES} bytes.")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidRequest(f"Body is larger than {MAX_BODY_BYTES} bytes.")
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"Body must be a JSON object, got {type(data).__name__}.")
+    return data
+
+
+def query_int(
+    request: Request,
+    name: str,
+    default: int | None = None,
+    *,
+    minimum: int = 0,
+    maximum: int = fields.MAX_INT64,
+) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name}: expected an integer, got {raw[:50]!r}", param=name) from None
+    return fields.integer(value, name, minimum=minimum, maximum=maximum)
+
+
+def query_bool(request: Request, name: str, default: bool) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise InvalidRequest(f"{name}: expected true or false, got {raw[:50]!r}", param=name)
+
+
+def query_str(request: Request, name: str) -> str | None:
+    raw = request.query_params.get(name)
+    return raw if raw else None
+
+
+async def report_credit(on_credit: OnCredit | None, entries: Iterable[CreditEntry | None]) -> None:
+    """Tell the limiter about committed, non-zero credit entries. Failures are logged: the
+    money is in the database either way, and the counter is re-seeded from it eventually."""
+    if on_credit is None:
+        return
+    for entry in entries:
+        if entry is None or entry.amount_nanos == 0:
+            continue
+        try:
+            await on_credit(entry.account_id, entry.amount_nanos, entry.id)
+        except Exception:
+            log.exception("on_credit failed for credit entry %s (account %s)", entry.id, entry.account_id)

@@ -1,0 +1,290 @@
+"""The in-process limiter: exact sliding logs in dictionaries, for one gateway process.
+
+``acquire`` does every check and every charge synchronously (no ``await`` in between),
+so on one event loop it is atomic without locks. Memory stays bounded: log entries older
+than the window are pruned lazily, idle scopes are swept once per window, and at most
+``max_scopes`` scopes are tracked (the least recently used is forgotten first). Balance
+counters are never forgotten: they are authoritative (see ``limits.base``).
+
+The refusal messages live here and are shared with the Redis backend, so both say the
+same thing for the same refusal.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from itertools import count
+from typing import cast
+
+from claudestore.core.errors import GatewayError, PaymentRequired, RateLimited
+from claudestore.limits.base import Admission, Lease, Scope, Window
+
+# Refusal kinds, in the order they are checked: the longest-lasting reason is reported first.
+TOO_LARGE, BALANCE, QUOTA, RPM, TPM, CONCURRENCY = 1, 2, 3, 4, 5, 6
+QUOTA_GRACE = 86_400.0  # a quota counter outlives its period by a day
+CREDIT_IDS_KEPT = 1024  # applied credit ids remembered per account; older ids count as applied
+
+_SCOPE_WORDS = {"acct": "this account", "key": "this API key"}
+
+
+def describe_scope(name: str) -> str:
+    """``acct:7`` -> "this account", ``key:12`` -> "this API key"."""
+    return _SCOPE_WORDS.get(name.partition(":")[0], f"scope {name!r}")
+
+
+def _span(window: float) -> str:
+    return "minute" if window == 60 else f"{window:g} s"
+
+
+def _usd(nanos: int) -> str:
+    text = f"{abs(Decimal(nanos).scaleb(-9)):,.9f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"{'-' if nanos < 0 else ''}${whole}.{frac.ljust(2, '0')}"
+
+
+def retry_seconds(wait: float) -> int:
+    """Whole seconds to wait, at least 1."""
+    return max(1, math.ceil(wait - 1e-6))
+
+
+def refusal(
+    kind: int,
+    admission: Admission,
+    scope: Scope | None,
+    limit: int,
+    wait: float,
+    current: int,
+    *,
+    window: float,
+    now: float,
+) -> GatewayError:
+    """The error for one refusal; ``wait`` in seconds, ``current`` the counter that refused."""
+    tokens = admission.tokens
+    who = describe_scope(scope.name) if scope is not None else "this account"
+    if kind == BALANCE:
+        return PaymentRequired(
+            f"Insufficient balance: this request reserves up to {_usd(admission.cost_nanos)} and the "
+            f"balance of this account is {_usd(current)}; add credit to continue.",
+            code="insufficient_balance",
+        )
+    if kind == TOO_LARGE:
+        return RateLimited(
+            f"This request reserves {tokens:,} tokens (estimated input + max_tokens), more than the rate "
+            f"limit of {limit:,} tokens per {_span(window)} for {who}, so it can never be admitted; "
+            "lower max_tokens or shorten the prompt.",
+            code="request_too_large_for_tpm",
+        )
+    if kind == QUOTA:
+        assert admission.quota is not None
+        end = admission.quota.period_end
+        when = datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        seconds = retry_seconds(end - now)
+        return RateLimited(
+            f"Token quota of {limit:,} tokens for this billing period exceeded for this account "
+            f"({current:,} used, this request reserves {tokens:,}); it resets at {when}, "
+            f"retry after {seconds} s.",
+            code="quota_exceeded",
+            retry_after=seconds,
+        )
+    seconds = retry_seconds(wait)
+    if kind == RPM:
+        text = f"Rate limit of {limit:,} requests per {_span(window)} exceeded for {who}"
+        code = "rate_limit_requests"
+    elif kind == TPM:
+        text = (
+            f"Rate limit of {limit:,} tokens per {_span(window)} exceeded for {who} ({current:,} tokens "
+            f"used in the last {_span(window)}, this request reserves {tokens:,})"
+        )
+        code = "rate_limit_tokens"
+    else:
+        text = f"Concurrency limit of {limit:,} requests in flight reached for {who}"
+        code = "concurrency_limit"
+    return RateLimited(f"{text}; retry after {seconds} s.", code=code, retry_after=seconds)
+
+
+def tightest(windows: list[Window]) -> Window | None:
+    """The window with the least remaining (the first one on a tie)."""
+    return min(windows, key=lambda w: w.remaining) if windows else None
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    at: float
+    tokens: int
+    live: bool = True
+
+
+@dataclass(slots=True, eq=False)
+class _ScopeState:
+    log: deque[_Entry] = field(default_factory=deque)  # admissions in the window, oldest first
+    total: int = 0  # tokens of the entries in ``log``
+    inflight: dict[str, float] = field(default_factory=dict)  # lease id -> lease deadline
+
+    def prune(self, cut: float, now: float) -> None:
+        log = self.log
+        while log and log[0].at <= cut:
+            entry = log.popleft()
+            entry.live = False
+            self.total -= entry.tokens
+        if self.inflight:
+            for lease_id in [k for k, deadline in self.inflight.items() if deadline <= now]:
+                del self.inflight[lease_id]
+
+    def idle(self) -> bool:
+        return not self.log and not self.inflight
+
+
+class MemoryLimiter:
+    def __init__(self, *, window: float = 60.0, lease_ttl: float = 900.0, max_scopes: int = 100_000) -> None:
+        self.window = window
+        self.lease_ttl = lease_ttl
+        self.max_scopes = max_scopes
+        self._scopes: OrderedDict[str, _ScopeState] = OrderedDict()
+        self._quotas: dict[str, tuple[int, float]] = {}  # name -> (used, forget after)
+        self._balances: dict[int, int] = {}
+        self._credits: dict[int, tuple[set[int], int | None]] = {}  # account -> (applied ids, floor)
+        self._ids = count()
+        self._tag = secrets.token_hex(4)
+        self._next_sweep = time.time() + window
+
+    def _state(self, name: str) -> _ScopeState:
+        state = self._scopes.get(name)
+        if state is None:
+            state = self._scopes[name] = _ScopeState()
+            while len(self._scopes) > self.max_scopes:
+                self._scopes.popitem(last=False)
+        else:
+            self._scopes.move_to_end(name)
+        return state
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self.window
+        cut = now - self.window
+        for name, state in list(self._scopes.items()):
+            state.prune(cut, now)
+            if state.idle():
+                del self._scopes[name]
+        for name in [n for n, (_, forget) in self._quotas.items() if forget <= now]:
+            del self._quotas[name]
+
+    def _quota_used(self, name: str, seed: int, now: float) -> int:
+        entry = self._quotas.get(name)
+        return entry[0] if entry is not None and entry[1] > now else seed
+
+    async def acquire(self, admission: Admission) -> Lease:
+        now = time.time()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        window, tokens, cost = self.window, admission.tokens, admission.cost_nanos
+        account, quota = admission.account_id, admission.quota
+
+        def refuse(kind: int, scope: Scope | None, limit: int, wait: float, current: int) -> GatewayError:
+            return refusal(kind, admission, scope, limit, wait, current, window=window, now=now)
+
+        for scope in admission.scopes:
+            if scope.tpm is not None and tokens > scope.tpm:
+                raise refuse(TOO_LARGE, scope, scope.tpm, 0.0, 0)
+        balance = 0
+        if admission.balance_seed is not None:
+            if account is None:
+                raise ValueError("an admission with a balance_seed needs an account_id")
+            balance = self._balances.get(account, admission.balance_seed)
+            if balance < cost:
+                raise refuse(BALANCE, None, 0, 0.0, balance)
+        used = 0
+        if quota is not None:
+            used = self._quota_used(quota.name, quota.used_seed, now)
+            if used + tokens > quota.limit:
+                raise refuse(QUOTA, None, quota.limit, quota.period_end - now, used)
+        cut = now - window
+        states: list[_ScopeState] = []
+        for scope in admission.scopes:
+            state = self._state(scope.name)
+            state.prune(cut, now)
+            states.append(state)
+            n = len(state.log)
+            if scope.rpm is not None and n >= scope.rpm:
+                wait = state.log[n - scope.rpm].at + window - now if scope.rpm > 0 else window
+                raise refuse(RPM, scope, scope.rpm, wait, n)
+            if scope.tpm is not None and state.total + tokens > scope.tpm:
+                need, wait = state.total + tokens - scope.tpm, window
+                for entry in state.log:
+                    need -= entry.tokens
+                    if need <= 0:
+                        wait = entry.at + window - now
+                        break
+                raise refuse(TPM, scope, scope.tpm, wait, state.total)
+            if scope.concurrency is not None and len(state.inflight) >= scope.concurrency:
+                raise refuse(CONCURRENCY, scope, scope.concurrency, 1.0, len(state.inflight))
+
+        # Every check passed: charge everything (still no await since the first check).
+        lease_id = f"{self._tag}{next(self._ids)}"
+        entries: list[tuple[_Entry, _ScopeState]] = []
+        holds: list[_ScopeState] = []
+        requests: list[Window] = []
+        token_windows: list[Window] = []
+        for scope, state in zip(admission.scopes, states, strict=True):
+            if scope.rpm is not None or scope.tpm is not None:
+                entry = _Entry(now, tokens)
+                state.log.append(entry)
+                state.total += tokens
+                entries.append((entry, state))
+                reset = state.log[0].at + window
+                if scope.rpm is not None:
+                    requests.append(Window(scope.rpm, scope.rpm - len(state.log), reset))
+                if scope.tpm is not None:
+                    token_windows.append(Window(scope.tpm, scope.tpm - state.total, reset))
+            if scope.concurrency is not None:
+                state.inflight[lease_id] = now + self.lease_ttl
+                holds.append(state)
+        if quota is not None:
+            self._quotas[quota.name] = (used + tokens, quota.period_end + QUOTA_GRACE)
+        if admission.balance_seed is not None and account is not None:
+            self._balances[account] = balance - cost
+        extra: dict[str, object] = {"id": lease_id, "entries": entries, "holds": holds}
+        return Lease(admission, tightest(requests), tightest(token_windows), extra=extra)
+
+    async def settle(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> None:
+        if lease.settled:
+            return
+        lease.settled = True
+        admission, now = lease.admission, time.time()
+        delta = actual_tokens - admission.tokens
+        entries = cast(list[tuple[_Entry, _ScopeState]], lease.extra["entries"])
+        holds = cast(list[_ScopeState], lease.extra["holds"])
+        for entry, state in entries:
+            if entry.live:  # still in the window: it now holds the actual use
+                entry.tokens += delta
+                state.total += delta
+        for state in holds:
+            state.inflight.pop(str(lease.extra["id"]), None)
+        quota = admission.quota
+        if quota is not None and (entry_q := self._quotas.get(quota.name)) is not None and entry_q[1] > now:
+            self._quotas[quota.name] = (entry_q[0] + delta, entry_q[1])
+        account = admission.account_id
+        if admission.balance_seed is not None and account is not None and account in self._balances:
+            self._balances[account] += admission.cost_nanos - actual_cost_nanos
+
+    async def credit(self, account_id: int, nanos: int, credit_id: int) -> None:
+        applied, floor = self._credits.get(account_id, (set(), None))
+        if credit_id in applied or (floor is not None and credit_id <= floor):
+            return
+        applied.add(credit_id)
+        if len(applied) > CREDIT_IDS_KEPT:
+            floor = min(applied)
+            applied.discard(floor)
+        self._credits[account_id] = (applied, floor)
+        if account_id in self._balances:  # absent: the next seed (the database balance) includes it
+            self._balances[account_id] += nanos
+
+    async def balance(self, account_id: int) -> int | None:
+        return self._balances.get(account_id)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,292 @@
+"""The Redis limiter: every gateway process enforces the same limits through Lua scripts.
+
+One ``EVALSHA`` per call: ``acquire`` checks and charges every scope, the quota and the
+balance atomically (all-or-nothing), ``settle`` and ``credit`` are one script each. Time
+is the Redis server's (``TIME``, in microseconds), so processes on hosts whose clocks
+disagree still share one window.
+
+Keys (``p`` is the prefix):
+
+* ``p log:<scope>``  sorted set, one member ``<lease id>:<tokens>`` per admission in the
+  window, scored by its admission time; ``p sum:<scope>`` the tokens of those members.
+  Both expire one window (+1 s) after the last admission.
+* ``p inf:<scope>``  sorted set of the leases in flight, scored by their deadline
+  (admission + ``lease_ttl``); expired leases are purged on acquire, so a crashed
+  process cannot hold a slot for longer than ``lease_ttl``.
+* ``p <quota name>`` the tokens used in the quota period; expires a day after it ends.
+* ``p bal:<account>`` the balance in nanos; never expires (it is authoritative).
+* ``p cred:<account>`` / ``p credfloor:<account>`` the applied credit ids (the newest
+  1024) and the highest id forgotten; ids at or below it count as applied.
+
+The scripts take every key in ``KEYS``, but the keys of one admission are not in one
+hash slot: Redis Cluster is not supported.
+"""
+
+from __future__ import annotations
+
+import secrets
+from itertools import count
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import NoScriptError
+
+from claudestore.limits.base import Admission, Lease, Window
+from claudestore.limits.memory import CREDIT_IDS_KEPT, QUOTA_GRACE, refusal
+
+# KEYS: log, sum, inf per scope, then the quota counter and the balance counter.
+# ARGV: lease id, tokens, window µs, lease ttl µs, scope count, (rpm, tpm, concurrency) per
+# scope ("" = none), quota limit ("" = none), quota seed, quota expiry (unix ms), cost, balance seed.
+# Returns {1, now, rpm limit, remaining, reset, tpm limit, remaining, reset} (limit -1 = none)
+# or {0, kind, scope index, limit, wait µs, current value, now}.
+ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tokens, window, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local b = 5 + 3 * n
+local qlimit, cost, bseed = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 4]), ARGV[b + 5] ~= ''
+local qkey, bkey = KEYS[3 * n + 1], KEYS[3 * n + 2]
+local function lim(i, j) return tonumber(ARGV[5 + 3 * (i - 1) + j]) end
+local function toks(member) return tonumber(string.match(member, ':(%d+)$')) end
+for i = 1, n do
+  local tpm = lim(i, 2)
+  if tpm and tokens > tpm then return {0, 1, i, tpm, 0, 0, now} end
+end
+local bal = 0
+if bseed then
+  bal = tonumber(redis.call('GET', bkey) or ARGV[b + 5])
+  if bal < cost then return {0, 2, 0, 0, 0, bal, now} end
+end
+local used = 0
+if qlimit then
+  used = tonumber(redis.call('GET', qkey) or ARGV[b + 2])
+  if used + tokens > qlimit then return {0, 3, 0, qlimit, 0, used, now} end
+end
+local cut = now - window
+for i = 1, n do
+  local rpm, tpm, conc = lim(i, 1), lim(i, 2), lim(i, 3)
+  local log, sum, inf = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  if rpm or tpm then
+    local old = redis.call('ZRANGEBYSCORE', log, '-inf', cut)
+    if #old > 0 then
+      local freed = 0
+      for _, m in ipairs(old) do freed = freed + toks(m) end
+      redis.call('ZREMRANGEBYSCORE', log, '-inf', cut)
+      redis.call('DECRBY', sum, freed)
+    end
+    local c = redis.call('ZCARD', log)
+    if rpm and c >= rpm then
+      local wait = window
+      if rpm > 0 then wait = tonumber(redis.call('ZRANGE', log, c - rpm, c - rpm, 'WITHSCORES')[2]) + window - now end
+      return {0, 4, i, rpm, wait, c, now}
+    end
+    local s = tonumber(redis.call('GET', sum) or '0')
+    if tpm and s + tokens > tpm then
+      local all = redis.call('ZRANGE', log, 0, -1, 'WITHSCORES')
+      local need, wait = s + tokens - tpm, window
+      for k = 1, #all, 2 do
+        need = need - toks(all[k])
+        if need <= 0 then wait = tonumber(all[k + 1]) + window - now break end
+      end
+      return {0, 5, i, tpm, wait, s, now}
+    end
+  end
+  if conc then
+    redis.call('ZREMRANGEBYSCORE', inf, '-inf', now)
+    local busy = redis.call('ZCARD', inf)
+    if busy >= conc then return {0, 6, i, conc, 1000000, busy, now} end
+  end
+end
+local member = ARGV[1] .. ':' .. ARGV[2]
+local log_ms, inf_ms = math.ceil(window / 1000) + 1000, math.ceil(ttl / 1000) + 1000
+local r, tk = {-1, 0, 0}, {-1, 0, 0}
+for i = 1, n do
+  local rpm, tpm, conc = lim(i, 1), lim(i, 2), lim(i, 3)
+  local log, sum, inf = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  if rpm or tpm then
+    redis.call('ZADD', log, now, member)
+    local s = redis.call('INCRBY', sum, ARGV[2])
+    redis.call('PEXPIRE', log, log_ms)
+    redis.call('PEXPIRE', sum, log_ms)
+    local reset = tonumber(redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')[2]) + window
+    if rpm then
+      local rem = rpm - redis.call('ZCARD', log)
+      if r[1] < 0 or rem < r[2] then r = {rpm, rem, reset} end
+    end
+    if tpm and (tk[1] < 0 or tpm - s < tk[2]) then tk = {tpm, tpm - s, reset} end
+  end
+  if conc then
+    redis.call('ZADD', inf, now + ttl, ARGV[1])
+    redis.call('PEXPIRE', inf, inf_ms)
+  end
+end
+if qlimit then
+  redis.call('SET', qkey, ARGV[b + 2], 'NX')
+  redis.call('INCRBY', qkey, ARGV[2])
+  redis.call('PEXPIREAT', qkey, ARGV[b + 3])
+end
+if bseed then
+  redis.call('SET', bkey, ARGV[b + 5], 'NX')
+  redis.call('DECRBY', bkey, ARGV[b + 4])
+end
+return {1, now, r[1], r[2], r[3], tk[1], tk[2], tk[3]}
+"""
+
+# KEYS as for ACQUIRE. ARGV: lease id, reserved tokens, actual tokens, scope count,
+# token delta, "1" if the quota is charged, balance give-back ("" = balance not enforced).
+SETTLE = """
+local n = tonumber(ARGV[4])
+local old, new = ARGV[1] .. ':' .. ARGV[2], ARGV[1] .. ':' .. ARGV[3]
+for i = 1, n do
+  if old ~= new then
+    local score = redis.call('ZSCORE', KEYS[3 * i - 2], old)
+    if score then
+      redis.call('ZREM', KEYS[3 * i - 2], old)
+      redis.call('ZADD', KEYS[3 * i - 2], score, new)
+      redis.call('INCRBY', KEYS[3 * i - 1], ARGV[5])
+    end
+  end
+  redis.call('ZREM', KEYS[3 * i], ARGV[1])
+end
+if ARGV[6] == '1' and redis.call('EXISTS', KEYS[3 * n + 1]) == 1 then
+  redis.call('INCRBY', KEYS[3 * n + 1], ARGV[5])
+end
+if ARGV[7] ~= '' and redis.call('EXISTS', KEYS[3 * n + 2]) == 1 then
+  redis.call('INCRBY', KEYS[3 * n + 2], ARGV[7])
+end
+return 1
+"""
+
+# KEYS: balance, applied ids, floor. ARGV: nanos, credit id, ids kept.
+CREDIT = """
+local floor = redis.call('GET', KEYS[3])
+if (floor and tonumber(ARGV[2]) <= tonumber(floor)) or redis.call('ZSCORE', KEYS[2], ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[2])
+if redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[3], redis.call('ZRANGE', KEYS[2], 0, 0)[1])
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, 0)
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('INCRBY', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+_SCRIPTS = {"acquire": ACQUIRE, "settle": SETTLE, "credit": CREDIT}
+
+
+def _opt(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+class RedisLimiter:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "cs:",
+        window: float = 60.0,
+        lease_ttl: float = 900.0,
+        max_connections: int = 64,
+        timeout: float = 5.0,
+    ) -> None:
+        self.prefix = prefix
+        self.window = window
+        self.lease_ttl = lease_ttl
+        self._pool = BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=timeout, socket_timeout=timeout
+        )
+        self._redis = Redis(connection_pool=self._pool)
+        self._shas: dict[str, str] = {}
+        self._ids = count()
+        self._tag = secrets.token_hex(4)
+
+    async def _run(self, name: str, keys: list[str], args: list[str]) -> Any:
+        """EVALSHA the script, loading it first (and again after a NOSCRIPT, e.g. a restart)."""
+        sha = self._shas.get(name)
+        if sha is not None:
+            try:
+                return await self._redis.evalsha(sha, len(keys), *keys, *args)  # type: ignore[misc]
+            except NoScriptError:
+                pass
+        sha = self._shas[name] = await self._redis.script_load(_SCRIPTS[name])
+        return await self._redis.evalsha(sha, len(keys), *keys, *args)  # type: ignore[misc]
+
+    def _keys(self, admission: Admission) -> list[str]:
+        p = self.prefix
+        keys = [f"{p}{kind}:{s.name}" for s in admission.scopes for kind in ("log", "sum", "inf")]
+        keys.append(f"{p}{admission.quota.name}" if admission.quota is not None else f"{p}-")
+        keys.append(f"{p}bal:{admission.account_id}" if admission.balance_seed is not None else f"{p}-")
+        return keys
+
+    async def acquire(self, admission: Admission) -> Lease:
+        if admission.balance_seed is not None and admission.account_id is None:
+            raise ValueError("an admission with a balance_seed needs an account_id")
+        lease_id = f"{self._tag}{next(self._ids)}"
+        quota = admission.quota
+        args = [
+            lease_id,
+            str(admission.tokens),
+            str(round(self.window * 1e6)),
+            str(round(self.lease_ttl * 1e6)),
+            str(len(admission.scopes)),
+        ]
+        for s in admission.scopes:
+            args += [_opt(s.rpm), _opt(s.tpm), _opt(s.concurrency)]
+        args += [
+            _opt(quota.limit) if quota is not None else "",
+            str(quota.used_seed) if quota is not None else "0",
+            str(round((quota.period_end + QUOTA_GRACE) * 1000)) if quota is not None else "0",
+            str(admission.cost_nanos),
+            _opt(admission.balance_seed),
+        ]
+        reply = [int(x) for x in await self._run("acquire", self._keys(admission), args)]
+        if reply[0] == 0:
+            _, kind, index, limit, wait, current, now = reply
+            scope = admission.scopes[index - 1] if index > 0 else None
+            raise refusal(
+                kind, admission, scope, limit, wait / 1e6, current, window=self.window, now=now / 1e6
+            )
+        _, _, rlimit, rrem, rreset, tlimit, trem, treset = reply
+        return Lease(
+            admission,
+            requests=Window(rlimit, rrem, rreset / 1e6) if rlimit >= 0 else None,
+            tokens=Window(tlimit, trem, treset / 1e6) if tlimit >= 0 else None,
+            extra={"id": lease_id},
+        )
+
+    async def settle(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> None:
+        if lease.settled:
+            return
+        lease.settled = True
+        admission = lease.admission
+        args = [
+            str(lease.extra["id"]),
+            str(admission.tokens),
+            str(actual_tokens),
+            str(len(admission.scopes)),
+            str(actual_tokens - admission.tokens),
+            "1" if admission.quota is not None else "",
+            str(admission.cost_nanos - actual_cost_nanos) if admission.balance_seed is not None else "",
+        ]
+        try:
+            await self._run("settle", self._keys(admission), args)
+        except Exception:
+            lease.settled = False  # most likely not applied (e.g. no connection): the caller may retry
+            raise
+
+    async def credit(self, account_id: int, nanos: int, credit_id: int) -> None:
+        p = self.prefix
+        keys = [f"{p}bal:{account_id}", f"{p}cred:{account_id}", f"{p}credfloor:{account_id}"]
+        await self._run("credit", keys, [str(nanos), str(credit_id), str(CREDIT_IDS_KEPT)])
+
+    async def balance(self, account_id: int) -> int | None:
+        value = await self._redis.get(f"{self.prefix}bal:{account_id}")
+        return None if value is None else int(value)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+        await self._pool.disconnect()

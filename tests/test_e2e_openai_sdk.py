@@ -1,0 +1,616 @@
+"""End to end: the official OpenAI SDK against ``POST /v1/chat/completions`` of a real gateway.
+
+Every test that takes ``model`` runs for ``gpt-test`` (an OpenAI-format upstream: pass-through)
+and ``claude-test`` (an Anthropic upstream: translated), on both database backends. What the
+client sees is checked against what the fake upstream actually received
+(``fake_upstream.last_request()``, read right after the call: every test shares one fake).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from claudestore.fake_upstream.script import THINK_WORDS, TOOL_INPUT, WORDS, count_input_tokens
+from tests.support.servers import FakeUpstream, Gateway
+
+MODELS = ["gpt-test", "claude-test"]
+UPSTREAM_FORMAT = {"claude-test": "anthropic", "gpt-test": "openai"}
+UPSTREAM_MODEL = {"claude-test": "fake-claude", "gpt-test": "fake-gpt"}
+UPSTREAM_PATH = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather forecast for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city"],
+        },
+    },
+}
+PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(32))).decode()
+
+
+@pytest.fixture(params=MODELS)
+def model(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+async def oai(gateway: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
+    """conftest's client, shared by the module: building an SDK client costs far more than a call."""
+    client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key=gateway.key, max_retries=0)
+    yield client
+    await client.close()
+
+
+class UpstreamLog:
+    """What the fake upstream received: ``FakeUpstream.last_request()`` over one shared async client."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def last(self) -> dict[str, Any]:
+        resp = await self.http.get("/_fake/requests", params={"limit": 1})
+        resp.raise_for_status()
+        last: dict[str, Any] = resp.json()[-1]
+        return last
+
+    async def body(self, model: str) -> dict[str, Any]:
+        """The body of the last request, checked to be a generation for ``model``'s upstream."""
+        last = await self.last()
+        assert last["path"] == UPSTREAM_PATH[UPSTREAM_FORMAT[model]], last["path"]
+        body: dict[str, Any] = last["body"]
+        assert body["model"] == UPSTREAM_MODEL[model]
+        return body
+
+    async def prompt_tokens(self, model: str, cache_read: int = 0, cache_write: int = 0) -> int:
+        """The OpenAI ``prompt_tokens`` of the fake's report on the last request (cache included)."""
+        body = await self.body(model)
+        return count_input_tokens(body, UPSTREAM_FORMAT[model]) + cache_read + cache_write  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+async def upstream(fake_upstream: FakeUpstream) -> AsyncIterator[UpstreamLog]:
+    async with httpx.AsyncClient(base_url=fake_upstream.url) as http:
+        yield UpstreamLog(http)
+
+
+def words(n: int, source: tuple[str, ...] = WORDS) -> str:
+    """The text of the fake's first ``n`` tokens."""
+    return " ".join(source[k % len(source)] for k in range(n))
+
+
+def user(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+async def chunks_of(stream: Any) -> list[Any]:
+    return [chunk async for chunk in stream]
+
+
+def reasoning_of(obj: Any) -> str | None:
+    """The non-standard ``reasoning_content`` the SDK keeps as an extra attribute."""
+    value = obj.to_dict().get("reasoning_content")
+    assert value is None or isinstance(value, str)
+    return value
+
+
+# --- generation ------------------------------------------------------------------------------
+
+
+async def test_create_text(oai: openai.AsyncOpenAI, upstream: UpstreamLog, model: str) -> None:
+    completion = await oai.chat.completions.create(model=model, messages=user("Hello, Claude"))  # type: ignore[arg-type]
+    assert completion.object == "chat.completion"
+    assert completion.id.startswith("chatcmpl-")
+    assert completion.model == model
+    assert isinstance(completion.created, int)
+    (choice,) = completion.choices
+    assert choice.index == 0 and choice.finish_reason == "stop"
+    assert choice.message.role == "assistant"
+    assert choice.message.content == words(8)
+    assert not choice.message.tool_calls
+    usage = completion.usage
+    assert usage is not None
+    assert usage.prompt_tokens == await upstream.prompt_tokens(model)
+    assert usage.completion_tokens == 8
+    assert usage.total_tokens == usage.prompt_tokens + 8
+    assert completion._request_id is not None and completion._request_id.startswith("req_")
+
+
+async def test_stream_with_usage(oai: openai.AsyncOpenAI, upstream: UpstreamLog, model: str) -> None:
+    stream = await oai.chat.completions.create(
+        model=model,
+        messages=user("Stream it [[fake tokens=5 cache_read=7 cache_write=3]]"),  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    assert stream.response.headers["x-request-id"].startswith("req_")
+    chunks = await chunks_of(stream)
+    prompt = await upstream.prompt_tokens(model, cache_read=7, cache_write=3)
+    assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
+    assert {c.model for c in chunks} == {model}
+    assert {c.object for c in chunks} == {"chat.completion.chunk"}
+    # role only in the first chunk
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert all(c.choices[0].delta.role is None for c in chunks[1:] if c.choices)
+    # the usage chunk is last, with no choices; every other chunk has usage null
+    last = chunks[-1]
+    assert last.choices == [] and last.usage is not None
+    assert all(c.usage is None and c.choices for c in chunks[:-1])
+    assert last.usage.prompt_tokens == prompt
+    assert last.usage.completion_tokens == 5
+    assert last.usage.total_tokens == prompt + 5
+    assert last.usage.prompt_tokens_details is not None
+    assert last.usage.prompt_tokens_details.cached_tokens == 7
+    text = "".join(c.choices[0].delta.content or "" for c in chunks[:-1])
+    assert text == words(5)
+    finishes = [c.choices[0].finish_reason for c in chunks[:-1] if c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    assert chunks[-2].choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    "options", [None, {"include_usage": False}], ids=["no-options", "include_usage-false"]
+)
+async def test_stream_without_usage(
+    oai: openai.AsyncOpenAI, upstream: UpstreamLog, model: str, options: dict[str, Any] | None
+) -> None:
+    extra: dict[str, Any] = {} if options is None else {"stream_options": options}
+    stream = await oai.chat.completions.create(
+        model=model,
+        messages=user("Stream it [[fake tokens=3]]"),  # type: ignore[arg-type]
+        stream=True,
+        **extra,
+    )
+    chunks = await chunks_of(stream)
+    body = await upstream.body(model)
+    if UPSTREAM_FORMAT[model] == "openai":  # the gateway asks for usage anyway, to bill
+        assert body["stream_options"]["include_usage"] is True
+    assert all(c.usage is None for c in chunks), [c.usage for c in chunks if c.usage]
+    assert all(c.choices for c in chunks)  # no `choices: []` usage chunk
+    assert all("usage" not in c.to_dict() or c.to_dict()["usage"] is None for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == words(3)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert chunks[0].choices[0].delta.role == "assistant"
+
+
+async def test_stream_helper(oai: openai.AsyncOpenAI, upstream: UpstreamLog, model: str) -> None:
+    async with oai.chat.completions.stream(
+        model=model,
+        messages=user("Use the helper [[fake tokens=4]]"),  # type: ignore[arg-type]
+        stream_options={"include_usage": True},
+    ) as stream:
+        deltas = [ev.delta async for ev in stream if ev.type == "content.delta"]
+        final = await stream.get_final_completion()
+    assert "".join(deltas) == words(4)
+    (choice,) = final.choices
+    assert choice.message.role == "assistant"
+    assert choice.message.content == words(4)
+    assert choice.finish_reason == "stop"
+    assert final.model == model
+    assert final.usage is not None
+    assert final.usage.prompt_tokens == await upstream.prompt_tokens(model)
+    assert final.usage.completion_tokens == 4
+
+
+async def test_tools_non_stream(oai: openai.AsyncOpenAI, model: str) -> None:
+    completion = await oai.chat.completions.create(
+        model=model,
+        messages=user("Weather in Paris for 3 days? [[fake tool=get_weather tokens=0]]"),  # type: ignore[arg-type]
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+    )
+    (choice,) = completion.choices
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    (call,) = choice.message.tool_calls or []
+    assert call.type == "function" and call.id
+    assert call.function.name == "get_weather"  # type: ignore[union-attr]
+    assert json.loads(call.function.arguments) == {"city": "Paris", "days": 3}  # type: ignore[union-attr]
+
+
+async def test_tools_streamed(oai: openai.AsyncOpenAI, model: str) -> None:
+    stream = await oai.chat.completions.create(
+        model=model,
+        messages=user("Weather in Paris for 3 days? [[fake tool=get_weather tokens=2]]"),  # type: ignore[arg-type]
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        stream=True,
+    )
+    chunks = await chunks_of(stream)
+    fragments = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
+    assert len(fragments) >= 3  # the first with id/name, then argument pieces
+    first, rest = fragments[0], fragments[1:]
+    assert first.index == 0 and first.id and first.type == "function"
+    assert first.function is not None and first.function.name == "get_weather"
+    for frag in rest:  # id, type and name only in the first fragment
+        assert frag.index == 0 and frag.id is None and frag.type is None
+        assert frag.function is not None and frag.function.name is None
+    arguments = "".join((f.function.arguments or "") for f in fragments if f.function)
+    assert json.loads(arguments) == TOOL_INPUT
+    assert len([f for f in rest if f.function and f.function.arguments]) >= 2
+    assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == ["tool_calls"]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == words(2)
+
+
+async def test_tools_stream_helper(oai: openai.AsyncOpenAI, model: str) -> None:
+    async with oai.chat.completions.stream(
+        model=model,
+        messages=user("Weather? [[fake tool=get_weather thinking=2 tokens=2]]"),  # type: ignore[arg-type]
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+    ) as stream:
+        first_ids = [
+            tc.id
+            async for ev in stream
+            if ev.type == "chunk" and ev.chunk.choices
+            for tc in (ev.chunk.choices[0].delta.tool_calls or [])
+            if tc.id
+        ]
+        final = await stream.get_final_completion()
+    (choice,) = final.choices
+    assert choice.finish_reason == "tool_calls"
+    # The helper concatenates repeated strings: role, id and name must each come once.
+    assert choice.message.role == "assistant"
+    (call,) = choice.message.tool_calls or []
+    assert [call.id] == first_ids
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == TOOL_INPUT
+    assert choice.message.content == words(2)
+    assert reasoning_of(choice.message) == words(2, THINK_WORDS)
+
+
+async def test_tool_round_trip(oai: openai.AsyncOpenAI, upstream: UpstreamLog, model: str) -> None:
+    question = {"role": "user", "content": "Weather in Paris? [[fake tool=get_weather tokens=0]]"}
+    first = await oai.chat.completions.create(
+        model=model,
+        messages=[question],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+    )
+    (call,) = first.choices[0].message.tool_calls or []
+    assistant = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.function.name, "arguments": call.function.arguments},  # type: ignore[union-attr]
+            }
+        ],
+    }
+    second = await oai.chat.completions.create(
+        model=model,
+        messages=[
+            question,
+            assistant,
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 degrees"},
+        ],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+    )
+    (choice,) = second.choices
+    assert choice.finish_reason == "stop"
+    assert choice.message.content == words(8)
+    assert not choice.message.tool_calls
+    body = await upstream.body(model)
+    assert second.usage is not None
+    assert second.usage.prompt_tokens == count_input_tokens(body, UPSTREAM_FORMAT[model])  # type: ignore[arg-type]
+    if UPSTREAM_FORMAT[model] == "anthropic":
+        roles = [m["role"] for m in body["messages"]]
+        assert roles == ["user", "assistant", "user"]
+        (tool_use,) = [b for b in body["messages"][1]["content"] if b["type"] == "tool_use"]
+        assert tool_use["id"] == call.id and tool_use["name"] == "get_weather"
+        assert tool_use["input"] == TOOL_INPUT
+        (result,) = body["messages"][2]["content"]
+        assert result["type"] == "tool_result" and result["tool_use_id"] == call.id
+        assert result["content"] in ("sunny, 21 degrees", [{"type": "text", "text": "sunny, 21 degrees"}])
+    else:
+        assert body["messages"][2] == {
+            "role": "tool",
+            "tool_call_id": call.id,
+            "content": "sunny, 21 degrees",
+        }
+        assert body["messages"][1]["tool_calls"][0]["id"] == call.id
+
+
+async def test_thinking(oai: openai.AsyncOpenAI, model: str) -> None:
+    completion = await oai.chat.completions.create(
+        model=model,
+        messages=user("Think first [[fake thinking=5 tokens=3]]"),  # type: ignore[arg-type]
+    )
+    message = completion.choices[0].message
+    assert reasoning_of(message) == words(5, THINK_WORDS)
+    assert message.model_extra is not None and message.model_extra["reasoning_content"] == words(
+        5, THINK_WORDS
+    )
+    assert message.content == words(3)
+    assert completion.usage is not None and completion.usage.completion_tokens == 5 + 3
+
+    stream = await oai.chat.completions.create(
+        model=model,
+        messages=user("Think first [[fake thinking=5 tokens=3]]"),  # type: ignore[arg-type]
+        stream=True,
+    )
+    chunks = await chunks_of(stream)
+    kinds = []
+    for c in chunks:
+        delta = c.choices[0].delta
+        if reasoning_of(delta):
+            kinds.append("reasoning")
+        if delta.content:
+            kinds.append("content")
+    assert kinds == ["reasoning"] * 5 + ["content"] * 3  # thinking first, one token per delta
+    assert "".join(reasoning_of(c.choices[0].delta) or "" for c in chunks) == words(5, THINK_WORDS)
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+async def test_finish_length(oai: openai.AsyncOpenAI, upstream: UpstreamLog, model: str, field: str) -> None:
+    completion = await oai.chat.completions.create(
+        model=model,
+        messages=user("Go on"),  # type: ignore[arg-type]
+        **{field: 3},  # type: ignore[arg-type]
+    )
+    (choice,) = completion.choices
+    assert choice.finish_reason == "length"
+    assert choice.message.content == words(3)
+    assert completion.usage is not None and completion.usage.completion_tokens == 3
+    body = await upstream.body(model)
+    if UPSTREAM_FORMAT[model] == "anthropic":
+        assert body["max_tokens"] == 3
+    else:
+        assert body[field] == 3
+
+    stream = await oai.chat.completions.create(
+        model=model,
+        messages=user("Go on"),  # type: ignore[arg-type]
+        stream=True,
+        **{field: 3},  # type: ignore[arg-type]
+    )
+    chunks = await chunks_of(stream)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "length"
+    ]
+
+
+async def test_stop(oai: openai.AsyncOpenAI, upstream: UpstreamLog, model: str) -> None:
+    completion = await oai.chat.completions.create(model=model, messages=user("Go on"), stop="sit")  # type: ignore[arg-type]
+    (choice,) = completion.choices
+    assert choice.message.content == words(3)  # stops before "sit"
+    assert choice.finish_reason == "stop"
+    body = await upstream.body(model)
+    if UPSTREAM_FORMAT[model] == "anthropic":
+        assert body["stop_sequences"] == ["sit"]
+    else:
+        assert body["stop"] == "sit"
+
+
+async def test_image_data_url(oai: openai.AsyncOpenAI, upstream: UpstreamLog, model: str) -> None:
+    url = f"data:image/png;base64,{PNG_B64}"
+    completion = await oai.chat.completions.create(
+        model=model,
+        messages=[  # type: ignore[list-item]
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is in this picture?"},
+                    {"type": "image_url", "image_url": {"url": url, "detail": "high"}},
+                ],
+            }
+        ],
+    )
+    assert completion.choices[0].message.content == words(8)
+    body = await upstream.body(model)
+    content = body["messages"][-1]["content"]
+    if UPSTREAM_FORMAT[model] == "anthropic":
+        assert {
+            "type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64},
+        } in content
+        assert {"type": "text", "text": "What is in this picture?"} in content
+    else:
+        assert content[1] == {"type": "image_url", "image_url": {"url": url, "detail": "high"}}
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens == 5 + 50  # five words and one image
+    assert completion.usage.prompt_tokens == count_input_tokens(body, UPSTREAM_FORMAT[model])  # type: ignore[arg-type]
+
+
+def system_texts(system: Any) -> list[str]:
+    if isinstance(system, str):
+        return [system]
+    return [block["text"] for block in system]
+
+
+async def test_system_and_developer(oai: openai.AsyncOpenAI, upstream: UpstreamLog, model: str) -> None:
+    completion = await oai.chat.completions.create(
+        model=model,
+        messages=[  # type: ignore[list-item]
+            {"role": "system", "content": "You are terse."},
+            {"role": "developer", "content": [{"type": "text", "text": "Never lie."}]},
+            {"role": "user", "content": "Hi"},
+        ],
+    )
+    assert completion.choices[0].message.content == words(8)
+    body = await upstream.body(model)
+    if UPSTREAM_FORMAT[model] == "anthropic":
+        joined = "\n\n".join(system_texts(body["system"]))
+        assert "You are terse." in joined and "Never lie." in joined
+        assert joined.index("You are terse.") < joined.index("Never lie.")
+        assert [m["role"] for m in body["messages"]] == ["user"]
+    else:
+        assert [m["role"] for m in body["messages"]] == ["system", "developer", "user"]
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens == count_input_tokens(body, UPSTREAM_FORMAT[model]) == 3 + 2 + 1  # type: ignore[arg-type]
+
+
+async def test_alias_create(oai: openai.AsyncOpenAI, upstream: UpstreamLog) -> None:
+    completion = await oai.chat.completions.create(model="claude-test-alias", messages=user("Hi"))  # type: ignore[arg-type]
+    assert completion.choices[0].message.content == words(8)
+    assert (await upstream.last())["body"]["model"] == "fake-claude"
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+async def test_models_list_and_retrieve(oai: openai.AsyncOpenAI, gateway: Gateway) -> None:
+    configured: list[dict[str, Any]] = yaml.safe_load(gateway.config_path.read_text())["models"]
+    ids = [m["id"] for m in configured]
+    page = await oai.models.list()
+    models = [m async for m in page]
+    assert [m.id for m in models] == ids
+    for m in models:
+        assert m.object == "model" and isinstance(m.created, int) and m.created > 0
+        assert isinstance(m.owned_by, str) and m.owned_by
+    one = await oai.models.retrieve("gpt-test")
+    assert one.id == "gpt-test" and one.object == "model"
+    alias = await oai.models.retrieve("claude-test-alias")
+    assert alias.id == "claude-test"
+    with pytest.raises(openai.NotFoundError) as info:
+        await oai.models.retrieve("no-such-model")
+    assert info.value.code == "model_not_found"
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def check_error(exc: openai.APIStatusError, status: int) -> dict[str, Any]:
+    assert exc.status_code == status
+    raw = exc.response.json()
+    assert set(raw) == {"error"}
+    error = raw["error"]
+    assert set(error) >= {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"]
+    assert "Traceback" not in error["message"]
+    rid = exc.response.headers["x-request-id"]
+    assert rid.startswith("req_") and exc.request_id == rid
+    assert exc.code == error["code"] and exc.type == error["type"] and exc.param == error["param"]
+    error_obj: dict[str, Any] = error
+    return error_obj
+
+
+async def test_authentication_error(gateway: Gateway) -> None:
+    client = openai.AsyncOpenAI(
+        base_url=gateway.url + "/v1", api_key="sk-cs-" + secrets.token_urlsafe(32), max_retries=0
+    )
+    with pytest.raises(openai.AuthenticationError) as info:
+        await client.chat.completions.create(model="gpt-test", messages=user("Hi"))  # type: ignore[arg-type]
+    error = check_error(info.value, 401)
+    assert error["code"] == "invalid_api_key"
+
+
+async def test_bad_request_n(oai: openai.AsyncOpenAI, model: str) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        await oai.chat.completions.create(model=model, messages=user("Hi"), n=2)  # type: ignore[arg-type]
+    error = check_error(info.value, 400)
+    assert error["type"] == "invalid_request_error" and error["param"] == "n"
+
+
+async def test_bad_request_invalid_json(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        resp = await http.post(
+            "/v1/chat/completions",
+            content=b'{"model": "gpt-test", "messages": [',
+            headers={"authorization": f"Bearer {gateway.key}", "content-type": "application/json"},
+        )
+    assert resp.status_code == 400
+    body = resp.json()
+    assert set(body) == {"error"}
+    assert body["error"]["type"] == "invalid_request_error"
+    assert "JSON" in body["error"]["message"]
+    assert set(body["error"]) >= {"message", "type", "param", "code"}
+    assert resp.headers["x-request-id"].startswith("req_")
+
+
+async def test_not_found_model(oai: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        await oai.chat.completions.create(model="gpt-unknown-9", messages=user("Hi"))  # type: ignore[arg-type]
+    error = check_error(info.value, 404)
+    assert error["code"] == "model_not_found"
+    assert "gpt-unknown-9" in error["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+async def test_rate_limit_error(oai: openai.AsyncOpenAI, model: str, stream: bool) -> None:
+    with pytest.raises(openai.RateLimitError) as info:
+        await oai.chat.completions.create(
+            model=model,
+            messages=user("Hi [[fake status=429 retry_after=2]]"),  # type: ignore[arg-type]
+            stream=stream,
+        )
+    error = check_error(info.value, 429)
+    assert error["code"] == "rate_limit_exceeded"
+    assert info.value.response.headers["retry-after"] == "2"
+
+
+@pytest.mark.parametrize(("upstream_status", "status"), [(529, 503), (500, 500)])
+async def test_upstream_server_errors(
+    oai: openai.AsyncOpenAI, model: str, upstream_status: int, status: int
+) -> None:
+    with pytest.raises(openai.InternalServerError) as info:
+        await oai.chat.completions.create(
+            model=model,
+            messages=user(f"Hi [[fake status={upstream_status}]]"),  # type: ignore[arg-type]
+        )
+    error = check_error(info.value, status)
+    assert error["type"] == "server_error"
+    assert "Upstream" in error["message"]
+
+
+@pytest.mark.parametrize("knob", ["error_after=4", "cut_after=4"])
+async def test_mid_stream_failure(oai: openai.AsyncOpenAI, model: str, knob: str) -> None:
+    stream = await oai.chat.completions.create(
+        model=model,
+        messages=user(f"Hi [[fake {knob}]]"),  # type: ignore[arg-type]
+        stream=True,
+    )
+    seen: list[Any] = []
+    with pytest.raises(openai.APIError) as info:
+        async for chunk in stream:
+            seen.append(chunk)
+    exc = info.value
+    assert not isinstance(exc, openai.APIStatusError)  # an in-stream error: no HTTP status
+    assert exc.message and exc.type == "server_error"
+    assert seen and seen[0].choices[0].delta.role == "assistant"
+    assert not any(c.choices and c.choices[0].finish_reason for c in seen)
+
+
+async def test_request_id_headers(oai: openai.AsyncOpenAI, model: str) -> None:
+    raw = await oai.chat.completions.with_raw_response.create(model=model, messages=user("Hi"))  # type: ignore[arg-type]
+    rid = raw.headers["x-request-id"]
+    assert rid.startswith("req_") and raw.headers["request-id"] == rid
+    completion = raw.parse()
+    assert completion._request_id == rid
+
+
+# The upstream connection breaks when the answer is complete and only its end marker is missing.
+COMPLETE_THEN_CUT = {
+    # OpenAI (the gateway asks for usage), tokens=2: role, 2 texts, finish_reason, usage | [DONE]
+    "gpt-test": "[[fake tokens=2 cut_after=5]]",
+    # Anthropic, tokens=2: message_start, ping, block start, 2 deltas, block stop, message_delta | message_stop
+    "claude-test": "[[fake tokens=2 cut_after=7]]",
+}
+
+
+@pytest.mark.parametrize(
+    "cut_model",
+    MODELS,
+)
+async def test_cut_after_complete_answer(oai: openai.AsyncOpenAI, cut_model: str) -> None:
+    stream = await oai.chat.completions.create(
+        model=cut_model,
+        messages=user("Hi " + COMPLETE_THEN_CUT[cut_model]),  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = await chunks_of(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == words(2)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "stop"
+    ]
