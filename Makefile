@@ -30,3 +30,7 @@ test: $(STAMP) $(JS_STAMP)
 
 fake-upstream: $(STAMP)
 	$(VENV)/bin/claudestore fake-upstream $(ARGS)
+
+# Benchmark harness (issue 7), not part of `make test`: see bench/README.md. Needs wrk (apt-get install -y wrk).
+bench: $(STAMP)
+	$(VENV)/bin/python bench/run.py $(ARGS)

@@ -172,6 +172,34 @@ async def test_create_with_system_and_tools_usage(
     assert message.content[0].text == words(5)  # type: ignore[union-attr]
 
 
+async def test_stream_raw_text_sequence(
+    claude: anthropic.AsyncAnthropic, upstream: UpstreamLog, model: str
+) -> None:
+    stream = await claude.messages.create(
+        model=model, max_tokens=100, stream=True, messages=user("Hi [[fake tokens=3]]")
+    )
+    events = await collect(stream)
+    assert [ev.type for ev in events] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    check_event_sequence(events)
+    start = events[0].message
+    assert start.model == model and start.id.startswith("msg_")
+    assert start.usage.output_tokens <= 1
+    assert [ev.delta.text for ev in events[2:5]] == ["lorem", " ipsum", " dolor"]
+    assert {ev.index for ev in events[1:6]} == {0}
+    assert events[-2].delta.stop_reason == "end_turn" and events[-2].usage.output_tokens == 3
+    expected = await upstream.input_tokens(model)
+    assert (events[-2].usage.input_tokens or start.usage.input_tokens) == expected
+
+
 async def test_stream_raw_events(claude: anthropic.AsyncAnthropic, upstream: UpstreamLog, model: str) -> None:
     stream = await claude.messages.create(
         model=model,
@@ -477,6 +505,65 @@ async def test_alias_create(claude: anthropic.AsyncAnthropic, upstream: Upstream
     assert (await upstream.last())["body"]["model"] == "fake-claude"
 
 
+async def test_passthrough_forwards_body(claude: anthropic.AsyncAnthropic, upstream: UpstreamLog) -> None:
+    """Same format upstream: the body goes on as sent, only the model name changed."""
+    sent: dict[str, Any] = {
+        "model": "claude-test",
+        "max_tokens": 64,
+        "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi there"}]}],
+        "metadata": {"user_id": "user-7"},
+        "stop_sequences": ["zzz"],
+    }
+    extra = {"temperature": 0.2, "service_tier": "auto", "some_future_field": {"x": [1, 2]}}
+    await claude.messages.create(**sent, extra_body=extra)
+    assert await upstream.body("claude-test") == {**sent, **extra, "model": "fake-claude"}
+
+
+async def test_request_mapping_to_openai_upstream(
+    claude: anthropic.AsyncAnthropic, upstream: UpstreamLog
+) -> None:
+    """Anthropic fields → their OpenAI counterparts at an OpenAI-format upstream (wire.md §D.1)."""
+    await claude.messages.create(
+        model="gpt-test",
+        max_tokens=50,
+        system=[{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice={"type": "any", "disable_parallel_tool_use": True},
+        metadata={"user_id": "user-7"},
+        stop_sequences=["zzz"],
+        extra_body={"temperature": 0.3, "top_p": 0.9},
+        messages=[
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}],
+            }
+        ],
+    )
+    body = await upstream.body("gpt-test")
+    assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    assert body.get("max_tokens", body.get("max_completion_tokens")) == 50
+    assert body["tool_choice"] == "required" and body["parallel_tool_calls"] is False
+    (tool,) = body["tools"]
+    assert tool["type"] == "function" and tool["function"]["name"] == "get_weather"
+    assert tool["function"]["parameters"] == WEATHER_TOOL["input_schema"]
+    assert body["user"] == "user-7" and body["stop"] == ["zzz"]
+    assert body["temperature"] == 0.3 and body["top_p"] == 0.9
+    assert "cache_control" not in json.dumps(body)
+
+    await claude.messages.create(
+        model="gpt-test",
+        max_tokens=4000,
+        thinking={"type": "enabled", "budget_tokens": 2048},
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice={"type": "tool", "name": "get_weather"},
+        messages=user("hi"),
+    )
+    body = await upstream.body("gpt-test")
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert body["reasoning_effort"] == "low"  # budget < 4096
+
+
 # --- models ----------------------------------------------------------------------------------
 
 
@@ -689,13 +776,10 @@ COMPLETE_THEN_CUT = {
 }
 
 
-@pytest.mark.parametrize(
-    "cut_model",
-    MODELS,
-)
-async def test_cut_after_complete_answer(claude: anthropic.AsyncAnthropic, cut_model: str) -> None:
+async def test_cut_after_complete_answer(claude: anthropic.AsyncAnthropic, model: str) -> None:
+    """No error after a whole answer: EOF without ``message_stop`` / ``[DONE]`` is tolerated by the SDKs."""
     async with claude.messages.stream(
-        model=cut_model, max_tokens=100, messages=user("Hi " + COMPLETE_THEN_CUT[cut_model])
+        model=model, max_tokens=100, messages=user("Hi " + COMPLETE_THEN_CUT[model])
     ) as stream:
         final = await stream.get_final_message()
     assert final.content[0].text == words(2)  # type: ignore[union-attr]

@@ -103,6 +103,9 @@ class LimitsConfig(_Strict):
     # redis://host:6379/0 makes every gateway process enforce one set of limits; without
     # it limits are kept in process (right for one process, the embedded default).
     redis_url: str | None = None
+    # Key prefix in Redis; give each gateway cluster (and each database) its own, because the
+    # live balance counters there are authoritative and must not be shared across databases.
+    redis_prefix: str = "cs:"
 
 
 class AdminConfig(_Strict):

@@ -14,12 +14,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
 
 CLI = [sys.executable, "-m", "claudestore.cli.main"]
 UPSTREAM_KEY = "upstream-secret-key-0123456789"
+ADMIN_KEY = "admin-secret-key-for-tests-0123456789"
 KEY_PATTERN = re.compile(r"sk-cs-[A-Za-z0-9_-]{20,}")
 
 
@@ -82,8 +84,10 @@ def start_fake_upstream(tmp: Path) -> FakeUpstream:
     return FakeUpstream(proc, port)
 
 
-def gateway_config(upstream: FakeUpstream, database_url: str) -> dict:
+def gateway_config(upstream: FakeUpstream, database_url: str, **extra: Any) -> dict:
     return {
+        **extra,
+        "admin": {"api_key": ADMIN_KEY},
         "database": {"url": database_url},
         "upstreams": [
             {
@@ -106,6 +110,12 @@ def gateway_config(upstream: FakeUpstream, database_url: str) -> dict:
                 "upstream_model": "fake-claude",
                 "aliases": ["claude-test-alias"],
                 "display_name": "Claude Test (fake upstream)",
+            },
+            {
+                "id": "claude-budget",
+                "upstream": "fake-anthropic",
+                "upstream_model": "fake-claude",
+                "display_name": "Claude Test with its own price (metering tests)",
             },
             {
                 "id": "claude-via-openai",
@@ -155,13 +165,16 @@ def create_key(config_path: Path, name: str = "test") -> str:
     return match.group(0)
 
 
-def start_gateway(tmp: Path, upstream: FakeUpstream, database_url: str, workers: int = 1) -> Gateway:
-    config_path = tmp / "claudestore.yaml"
-    config_path.write_text(yaml.safe_dump(gateway_config(upstream, database_url)))
+def start_gateway(
+    tmp: Path, upstream: FakeUpstream, database_url: str, workers: int = 1, *, name: str = "gateway", **extra: Any
+) -> Gateway:
+    """Start a gateway process; ``extra`` top-level config sections (e.g. ``limits``) are merged in."""
+    config_path = tmp / f"{name}.yaml"
+    config_path.write_text(yaml.safe_dump(gateway_config(upstream, database_url, **extra)))
     key = create_key(config_path)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "CLAUDESTORE_DATABASE_URL")}
-    log = tmp / "gateway.log"
+    log = tmp / f"{name}.log"
     proc = subprocess.Popen(
         [
             *CLI,

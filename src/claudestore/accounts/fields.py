@@ -147,10 +147,12 @@ def optional_patterns(value: Any, field: str = "allowed_models") -> list[str] | 
 def timestamp(value: Any, field: str) -> datetime:
     """An ISO 8601 time (``2026-01-31T12:00:00Z``) or date (midnight UTC); naive means UTC."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     if not isinstance(value, str):
         raise _bad(field, "an ISO 8601 date or time", value)
     raw = value.strip()
+    if "T" in raw:  # a "+02:00" offset arrives as " 02:00" when "+" was not escaped in a query string
+        raw = raw.replace(" ", "+")
     try:
         parsed = (
             datetime.combine(date.fromisoformat(raw), time(), UTC)
@@ -162,7 +164,7 @@ def timestamp(value: Any, field: str) -> datetime:
             f"{field}: {value!r} is not an ISO 8601 date or time (e.g. 2026-01-31 or 2026-01-31T12:00:00Z)",
             param=field,
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def expiry(data: Mapping[str, Any], now: datetime) -> datetime | None:

@@ -81,7 +81,8 @@ def _apply(plan: Plan, data: Mapping[str, Any]) -> None:
 
 
 async def _check_name_free(session: AsyncSession, name: str, plan_id: int | None) -> None:
-    other = await repository.plan_by_name(session, name)
+    with session.no_autoflush:  # check before the changed name reaches the unique index
+        other = await repository.plan_by_name(session, name)
     if other is not None and other.id != plan_id:
         raise Conflict(f"A plan named {name!r} already exists (id {other.id}).", param="name")
 

@@ -29,7 +29,9 @@ class Ticket:
 
 
 class Accounting:
-    def __init__(self, limiter: Limiter, policies: PolicyCache, prices: PriceCache, ledger: LedgerWriter) -> None:
+    def __init__(
+        self, limiter: Limiter, policies: PolicyCache, prices: PriceCache, ledger: LedgerWriter
+    ) -> None:
         self.limiter = limiter
         self.policies = policies
         self.prices = prices

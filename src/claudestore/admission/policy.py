@@ -42,7 +42,8 @@ class Policy:
             if patterns is not None and not any(fnmatch.fnmatchcase(model, p) for p in patterns):
                 allowed = ", ".join(patterns) or "none"
                 raise PermissionDenied(
-                    f"Model {model!r} is not included in {whose} (allowed: {allowed}).", code="model_not_allowed"
+                    f"Model {model!r} is not included in {whose} (allowed: {allowed}).",
+                    code="model_not_allowed",
                 )
 
 

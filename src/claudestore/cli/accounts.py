@@ -29,8 +29,9 @@ from claudestore.storage.db import Database
 T = TypeVar("T")
 
 LIVE_CREDIT_NOTE = (
-    "note: a running gateway learns about credit changed from the CLI when it next reads the "
-    "balance from the database; the admin API (POST /admin/accounts/ID/credit) tells it at once."
+    "note: a running gateway keeps a live balance seeded once from the database, so it does not "
+    "see credit changed here until that counter is re-seeded; while it runs, prefer the admin API "
+    "(POST /admin/accounts/ID/credit), which credits the live counter at once."
 )
 
 
@@ -848,24 +849,34 @@ def usage_reconcile(fix: bool, as_json: bool, config_path: str | None, database_
                     "stored": d.stored,
                     "computed": d.computed,
                     "difference": d.difference,
+                    "fixed": bool(getattr(d, "fixed", False)),
                 }
                 for d in diffs
             ]
         )
         return
     if not diffs:
-        click.echo("Every balance matches its credit entries and usage.")
+        click.echo("Every balance matches its credit entries minus its usage.")
         return
+    header = ("ACCOUNT", "STORED", "COMPUTED", "DIFFERENCE", *(("FIXED",) if fix else ()))
     body = [
-        (str(d.account_id), _usd(int(d.stored)), _usd(int(d.computed)), _usd(int(d.difference)))
+        (
+            str(d.account_id),
+            _usd(int(d.stored)),
+            _usd(int(d.computed)),
+            _usd(int(d.difference)),
+            *(("yes" if getattr(d, "fixed", False) else "no",) if fix else ()),
+        )
         for d in diffs
     ]
-    click.echo(_table(("ACCOUNT", "STORED", "COMPUTED", "DIFFERENCE"), body))
-    click.echo(
-        f"Fixed {len(diffs)} balances."
-        if fix
-        else f"{len(diffs)} balances differ; run with --fix to correct them."
-    )
+    click.echo(_table(header, body))
+    if not fix:
+        click.echo(f"{len(diffs)} balances differ; run with --fix to set them to the computed values.")
+        return
+    fixed = sum(1 for d in diffs if getattr(d, "fixed", False))
+    click.echo(f"Fixed {fixed} of {len(diffs)} balances.")
+    if fixed < len(diffs):
+        click.echo("The others changed while reconciling (requests were being charged); run again.")
 
 
 def register(main: click.Group) -> None:

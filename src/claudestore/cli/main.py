@@ -99,9 +99,11 @@ def fake_upstream(host: str, port: int, api_key: str | None) -> None:
 
 
 def _register_subcommands() -> None:
+    from claudestore.cli.accounts import register
     from claudestore.cli.keys import keys
 
     main.add_command(keys)
+    register(main)
 
 
 _register_subcommands()

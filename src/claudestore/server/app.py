@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from claudestore.api.account import account_app
+from claudestore.api.admin import admin_app
 from claudestore.config import Config, load_config
 from claudestore.core.errors import GatewayError, NotFound
 from claudestore.server.count_tokens import handle_count_tokens
@@ -75,10 +77,20 @@ class GatewayApp:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.gateway: Gateway | None = None
+        self.admin: Any = None
+        self.account: Any = None
 
     async def startup(self) -> Gateway:
-        self.gateway = await Gateway.start(self.config)
-        return self.gateway
+        gw = await Gateway.start(self.config)
+        limiter = gw.accounting.limiter
+
+        async def on_credit(account_id: int, nanos: int, credit_id: int) -> None:
+            await limiter.credit(account_id, nanos, credit_id)
+
+        self.admin = admin_app(gw.db, admin_key=self.config.admin.resolved_key(), on_credit=on_credit)
+        self.account = account_app(gw.db, gw.auth.authenticate, on_credit=on_credit)
+        self.gateway = gw
+        return gw
 
     async def shutdown(self) -> None:
         if self.gateway is not None:
@@ -94,6 +106,11 @@ class GatewayApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gateway
+        path: str = scope["path"]
+        if gw is not None and path.startswith(("/admin/", "/v1/account")):
+            app = self.admin if path.startswith("/admin/") else self.account
+            await app(scope, receive, send)
+            return
         req = Request(scope, receive)
         if gw is None:
             await send_bytes(send, 503, b'{"error":"starting"}', {"request-id": req.request_id})

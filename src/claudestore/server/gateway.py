@@ -56,7 +56,7 @@ class Gateway:
         ledger = LedgerWriter(db, flush_interval=config.accounting.ledger_flush_interval)
         ledger.start()
         accounting = Accounting(
-            make_limiter(config.limits.redis_url),
+            make_limiter(config.limits.redis_url, config.limits.redis_prefix),
             PolicyCache(db, ttl=config.accounting.policy_ttl),
             PriceCache(db, ttl=config.accounting.policy_ttl),
             ledger,

@@ -21,10 +21,12 @@ from claudestore.admission.accounting import Ticket
 from claudestore.admission.headers import rate_limit_headers
 from claudestore.core.conversation import ChatRequest
 from claudestore.core.errors import GatewayError, InvalidRequest, Unsupported
+from claudestore.core.stream import BlockDelta
 from claudestore.protocol.sse import SSEDecoder
 from claudestore.routing.router import Route
 from claudestore.server.http import Request, Send, send_bytes, start_stream, wait_disconnect
 from claudestore.server.outcome import Outcome
+from claudestore.translate import mapping
 from claudestore.translate.dialects import DIALECTS, Dialect
 
 if TYPE_CHECKING:
@@ -77,7 +79,11 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
         body = parse_json_object(raw)
         creq = client.parse_request(body)
         route = gw.router.resolve(creq.model)
-        out.model, out.upstream, out.upstream_model = route.public_model, route.provider.name, route.upstream_model
+        out.model, out.upstream, out.upstream_model = (
+            route.public_model,
+            route.provider.name,
+            route.upstream_model,
+        )
         out.streamed = creq.stream
         upstream = DIALECTS[route.provider.format]
         if upstream is client:
@@ -94,6 +100,13 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
             rate_limit_headers(ticket.lease, headers)
         exchange = _Exchange(gw, req, send, client, upstream, creq, route, out, headers)
         out.client_disconnected = await until_disconnect(req, exchange.run(orjson.dumps(payload)))
+        if out.client_disconnected:
+            out.status, out.error_kind = 499, "client_disconnected"
+        if out.client_disconnected or out.error_kind is not None:
+            # The stream ended before the upstream's final usage report (client gone: the upstream
+            # was cancelled; or the upstream failed): what it generated is at least one token per
+            # content delta relayed (exact for one-token deltas, never more than was generated).
+            out.usage.output_tokens = max(out.usage.output_tokens, out.relayed_deltas)
     except GatewayError as err:
         out.status, out.error_kind = err.status, err.kind
         if out.first_byte_at is None:
@@ -154,7 +167,10 @@ class _Exchange:
         public = self.creq.model
         if self.upstream is self.client:
             self.out.usage = self.client.usage_of(body)
-            self.out.stop_reason = body.get("stop_reason") or _first_finish(body)
+            if self.client.name == "anthropic":
+                self.out.stop_reason = body.get("stop_reason")
+            else:
+                self.out.stop_reason = mapping.stop_reason(_first_finish(body))
             body["model"] = public
             rendered = body
         else:
@@ -176,47 +192,57 @@ class _Exchange:
             decoder = self.upstream.stream_decoder()
             encoder = client.stream_encoder(self.creq, public)
             tracker = decoder
+        translated_deltas = 0
         await start_stream(send, self.headers)
         out.first_byte_at = time.perf_counter()
         failure: tuple[str, str] | None = None
         try:
-            async for chunk in resp.chunks():
-                pieces: list[bytes] = []
-                for frame in sse.feed(chunk):
-                    if passthrough:
-                        piece = relay.feed(frame)
-                        if piece:
-                            pieces.append(piece)
-                    else:
-                        for ev in decoder.feed(frame):
-                            piece = encoder.encode(ev)
+            try:
+                async for chunk in resp.chunks():
+                    pieces: list[bytes] = []
+                    for frame in sse.feed(chunk):
+                        if passthrough:
+                            piece = relay.feed(frame)
                             if piece:
                                 pieces.append(piece)
-                if pieces:
-                    await send({"type": "http.response.body", "body": b"".join(pieces), "more_body": True})
-        except TimeoutError:
-            failure = ("timeout_error", "The upstream stream went idle for too long and was closed.")
-        except aiohttp.ClientError as exc:
-            # A break after the answer is complete (only [DONE] / message_stop missing) is no failure.
-            if not (relay.complete if passthrough else tracker.stop_reason is not None):
-                failure = ("api_error", f"The upstream connection broke mid-stream: {exc}")
-        tail: list[bytes] = []
-        if failure is None:
-            if passthrough:
-                tail.extend(relay.feed(f) for f in sse.flush())
-                if not relay.complete:
-                    failure = ("api_error", "The upstream closed the stream before it was complete.")
-            else:
-                for ev in [e for f in sse.flush() for e in decoder.feed(f)] + decoder.finish():
-                    tail.append(encoder.encode(ev))
-        if failure is not None:
-            tail.append(client.stream_error(*failure))
-        out.usage = tracker.usage
-        out.stop_reason = tracker.stop_reason
-        if failure is not None or tracker.error is not None:
-            out.status = 502
-            out.error_kind = failure[0] if failure is not None else tracker.error.kind
-        await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
+                        else:
+                            for ev in decoder.feed(frame):
+                                if type(ev) is BlockDelta and ev.kind != "signature":
+                                    translated_deltas += 1
+                                piece = encoder.encode(ev)
+                                if piece:
+                                    pieces.append(piece)
+                    if pieces:
+                        await send(
+                            {"type": "http.response.body", "body": b"".join(pieces), "more_body": True}
+                        )
+            except TimeoutError:
+                failure = ("timeout_error", "The upstream stream went idle for too long and was closed.")
+            except aiohttp.ClientError as exc:
+                # A break after the answer is complete (only [DONE] / message_stop missing) is no failure.
+                if not (relay.complete if passthrough else tracker.stop_reason is not None):
+                    failure = ("api_error", f"The upstream connection broke mid-stream: {exc}")
+            tail: list[bytes] = []
+            if failure is None:
+                if passthrough:
+                    tail.extend(relay.feed(f) for f in sse.flush())
+                    if not relay.complete:
+                        failure = ("api_error", "The upstream closed the stream before it was complete.")
+                else:
+                    for ev in [e for f in sse.flush() for e in decoder.feed(f)] + decoder.finish():
+                        tail.append(encoder.encode(ev))
+            if failure is not None:
+                tail.append(client.stream_error(*failure))
+            if failure is not None or tracker.error is not None:
+                out.status = 502
+                out.error_kind = failure[0] if failure is not None else tracker.error.kind
+            await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
+        finally:
+            # Also when the client went away and this task was cancelled: bill what was reported,
+            # and at least one output token per content delta that was relayed.
+            out.usage = tracker.usage
+            out.stop_reason = tracker.stop_reason
+            out.relayed_deltas = relay.deltas if passthrough else translated_deltas
 
 
 def _first_finish(body: dict[str, Any]) -> str | None:

@@ -29,6 +29,7 @@ class Outcome:
     stop_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
     client_disconnected: bool = False
+    relayed_deltas: int = 0
     started: float = field(default_factory=time.perf_counter)
     first_byte_at: float | None = None
     finished_at: float | None = None

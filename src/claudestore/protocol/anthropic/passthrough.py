@@ -31,7 +31,17 @@ __all__ = ["AnthropicRelay"]
 class AnthropicRelay:
     """Relays one Anthropic stream; ``feed`` returns the bytes to send to the client."""
 
-    __slots__ = ("_new", "_old", "_public", "_upstream", "error", "saw_stop", "stop_reason", "usage")
+    __slots__ = (
+        "_new",
+        "_old",
+        "_public",
+        "_upstream",
+        "deltas",
+        "error",
+        "saw_stop",
+        "stop_reason",
+        "usage",
+    )
 
     def __init__(self, public_model: str, upstream_model: str) -> None:
         self._public = public_model if public_model != upstream_model else None
@@ -45,6 +55,8 @@ class AnthropicRelay:
         """``message_stop`` was relayed: the stream completed."""
         self.error: StreamError | None = None
         """Set when an ``event: error`` frame was relayed."""
+        self.deltas = 0
+        """Content deltas relayed: a floor for output tokens when the stream is cut short."""
 
     @property
     def complete(self) -> bool:
@@ -55,6 +67,8 @@ class AnthropicRelay:
     def feed(self, frame: Frame) -> bytes:
         raw = frame.raw
         if raw.startswith(b"event: content_block_"):  # the bulk: starts, deltas, stops
+            if raw.startswith(b"event: content_block_delta"):
+                self.deltas += 1
             return raw
         if raw.startswith(b"event: "):
             name = raw[7 : raw.find(b"\n")]

@@ -45,6 +45,7 @@ class OpenAIRelay:
         "_old",
         "_public",
         "_wants_usage",
+        "deltas",
         "error",
         "finish_reason",
         "saw_done",
@@ -64,6 +65,9 @@ class OpenAIRelay:
         """``data: [DONE]`` was relayed."""
         self.error: StreamError | None = None
         """Set when a chunk with a top-level ``error`` was relayed."""
+        self.deltas = 0
+        """Chunks with a non-empty delta relayed (the first carries only the role): a floor for
+        output tokens when the stream is cut short."""
 
     @property
     def stop_reason(self) -> StopReason | None:
@@ -98,6 +102,8 @@ class OpenAIRelay:
                 self._learn_model(raw, obj)
             if obj is not None and self._read(obj):
                 return b""
+        if b'"delta":{"' in raw:
+            self.deltas += 1
         if self._new is not None:
             raw = raw.replace(self._old, self._new)
         return raw

@@ -192,8 +192,11 @@ def _tool_choice(body: JSON, tools: list[Tool] | None) -> tuple[ToolChoice | Non
         choice = ToolChoice("tool", _req(fn, "name", str, f"{key}.function.name"))
     elif isinstance(value, dict) and kind == "allowed_tools":  # D.1 [policy]: filter the tools, keep the mode
         allowed = _req(value, "allowed_tools", dict, "tool_choice.allowed_tools")
-        listed = [t.get("function") for t in _opt(allowed, "tools", list, f"{key}.allowed_tools.tools") or []
-                  if isinstance(t, dict)]
+        listed = [
+            t.get("function")
+            for t in _opt(allowed, "tools", list, f"{key}.allowed_tools.tools") or []
+            if isinstance(t, dict)
+        ]
         names = {fn.get("name") for fn in listed if isinstance(fn, dict)}
         tools = [t for t in tools or [] if t.name in names]
         choice = ToolChoice("any" if allowed.get("mode") == "required" else "auto")

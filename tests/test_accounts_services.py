@@ -1,0 +1,522 @@
+"""Account services on SQLite and PostgreSQL: accounts, plans, subscriptions, credit,
+redeem codes (including concurrent redemption), prices, account keys, usage, payments."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from claudestore.accounts import accounts, codes, credit, keys, plans, prices, subscriptions, usage
+from claudestore.accounts.fields import Conflict
+from claudestore.accounts.money import add_period, format_usd, usd_to_nanos
+from claudestore.accounts.payments import CreditsOnlyProvider
+from claudestore.core.errors import InvalidRequest, NotFound, PaymentRequired, PermissionDenied
+from claudestore.storage.billing_models import Account, CreditEntry, RedeemCode, Subscription, UsageRecord
+from claudestore.storage.db import Database
+from claudestore.storage.keys import find_key
+
+pytest_plugins = ["tests.support.accounts_db"]  # the db and db_url fixtures, one database per backend
+
+T = TypeVar("T")
+USD = 1_000_000_000
+
+
+async def tx(db: Database, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """One committed unit of work, as an endpoint runs it."""
+    async with db.session() as session:
+        result = await work(session)
+        await session.commit()
+        return result
+
+
+async def new_account(db: Database, name: str = "acme", **extra: Any) -> int:
+    account = await tx(db, lambda s: accounts.create_account(s, {"name": name, **extra}))
+    return account.id
+
+
+async def load_account(db: Database, account_id: int) -> Account:
+    async with db.session() as session:
+        account = await session.get(Account, account_id)
+        assert account is not None
+        return account
+
+
+async def entries(db: Database, account_id: int) -> list[CreditEntry]:
+    async with db.session() as session:
+        return list(
+            await session.scalars(
+                select(CreditEntry).where(CreditEntry.account_id == account_id).order_by(CreditEntry.id)
+            )
+        )
+
+
+# -- money and periods -----------------------------------------------------------------------
+
+
+def test_money_and_periods() -> None:
+    assert usd_to_nanos("12.50") == 12_500_000_000
+    assert usd_to_nanos(0.1) == 100_000_000
+    assert format_usd(12_500_000_000) == "12.50"
+    assert format_usd(3_000) == "0.000003"
+    assert format_usd(-5 * USD) == "-5.00"
+    with pytest.raises(InvalidRequest, match="decimal places"):
+        usd_to_nanos("0.0000000001")
+    with pytest.raises(InvalidRequest, match="between"):
+        usd_to_nanos(-1)
+    start = datetime(2026, 1, 31, 9, 30, tzinfo=UTC)
+    assert add_period(start, "month") == datetime(2026, 2, 28, 9, 30, tzinfo=UTC)
+    assert add_period(start, "month", 13) == datetime(2027, 2, 28, 9, 30, tzinfo=UTC)
+    assert add_period(datetime(2028, 2, 29, tzinfo=UTC), "year") == datetime(2029, 2, 28, tzinfo=UTC)
+    assert add_period(start, "week") == start + timedelta(days=7)
+    assert add_period(datetime(2026, 12, 15, tzinfo=UTC), "month") == datetime(2027, 1, 15, tzinfo=UTC)
+
+
+# -- accounts and members --------------------------------------------------------------------
+
+
+async def test_accounts_and_members(db: Database) -> None:
+    account_id = await new_account(db, "Acme", kind="organisation", email="Billing@Acme.test")
+    account = await load_account(db, account_id)
+    assert (account.kind, account.email, account.balance_nanos) == ("organisation", "billing@acme.test", 0)
+
+    with pytest.raises(InvalidRequest, match="kind: must be one of") as err:
+        await tx(db, lambda s: accounts.create_account(s, {"name": "x", "kind": "robot"}))
+    assert err.value.param == "kind"
+    with pytest.raises(InvalidRequest, match="name: expected a string, got int"):
+        await tx(db, lambda s: accounts.create_account(s, {"name": 5}))
+    with pytest.raises(InvalidRequest, match="unknown field 'nmae'"):
+        await tx(db, lambda s: accounts.create_account(s, {"nmae": "typo"}))
+
+    updated = await tx(db, lambda s: accounts.update_account(s, account_id, {"name": "Acme Ltd"}))
+    assert updated.name == "Acme Ltd"
+    disabled = await tx(db, lambda s: accounts.set_disabled(s, account_id, True))
+    assert disabled.disabled_at is not None
+    other = await new_account(db, "other")
+    async with db.session() as s:
+        assert [a.id for a in await accounts.list_accounts(s, include_disabled=False)] == [other]
+        assert len(await accounts.list_accounts(s)) == 2
+    await tx(db, lambda s: accounts.set_disabled(s, account_id, False))
+
+    member, created = await tx(
+        db, lambda s: accounts.add_member(s, account_id, {"email": "Ann@acme.test", "role": "owner"})
+    )
+    assert created and member.user.email == "ann@acme.test" and member.membership.role == "owner"
+    again, created = await tx(
+        db, lambda s: accounts.add_member(s, account_id, {"email": "ann@acme.test", "role": "admin"})
+    )
+    assert not created and again.membership.role == "admin"
+    await tx(db, lambda s: accounts.add_member(s, other, {"email": "ann@acme.test"}))  # same user, 2 accounts
+    await tx(db, lambda s: accounts.add_member(s, account_id, {"email": "bob@acme.test"}))
+    async with db.session() as s:
+        assert [m.user.email for m in await accounts.list_members(s, account_id)] == [
+            "ann@acme.test",
+            "bob@acme.test",
+        ]
+    await tx(db, lambda s: accounts.remove_member(s, account_id, "ann@acme.test"))
+    with pytest.raises(NotFound, match="not a member"):
+        await tx(db, lambda s: accounts.remove_member(s, account_id, "ann@acme.test"))
+    with pytest.raises(InvalidRequest, match="not an email"):
+        await tx(db, lambda s: accounts.add_member(s, account_id, {"email": "nobody"}))
+    async with db.session() as s:
+        assert [m.user.email for m in await accounts.list_members(s, other)] == ["ann@acme.test"]
+
+    # An account holding money needs force; an empty one is deleted outright.
+    await tx(db, lambda s: credit.top_up(s, account_id, 5 * USD, "invoice 1"))
+    with pytest.raises(Conflict, match=r"balance of \$5.00"):
+        await tx(db, lambda s: accounts.delete_account(s, account_id))
+    await tx(db, lambda s: accounts.delete_account(s, account_id, force=True))
+    await tx(db, lambda s: accounts.delete_account(s, other))
+    with pytest.raises(NotFound):
+        await tx(db, lambda s: accounts.get_account(s, account_id))
+    assert await entries(db, account_id) == []  # cascaded
+
+
+# -- plans -----------------------------------------------------------------------------------
+
+
+async def test_plans_crud_validation_and_archive(db: Database) -> None:
+    pro = await tx(
+        db,
+        lambda s: plans.create_plan(
+            s,
+            {
+                "name": "pro",
+                "price_usd": "20",
+                "rpm": 60,
+                "tpm": 100_000,
+                "max_concurrency": 5,
+                "quota_tokens": 1_000_000,
+                "allowed_models": ["claude-*", "claude-*"],
+                "included_credit_usd": 5,
+                "trial": False,
+            },
+        ),
+    )
+    assert pro.allowed_models == ["claude-*"] and pro.included_credit_nanos == 5 * USD
+    assert (pro.period, pro.price_usd, pro.public) == ("month", Decimal("20"), True)
+
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"name": "x", "allowed_models": "claude-*"}, "allowed_models"),
+        ({"name": "x", "allowed_models": ["ok", 3]}, "allowed_models"),
+        ({"name": "x", "allowed_models": []}, "allowed_models"),
+        ({"name": "x", "rpm": "60"}, "rpm"),
+        ({"name": "x", "rpm": 0}, "rpm"),
+        ({"name": "x", "tpm": True}, "tpm"),
+        ({"name": "x", "period": "fortnight"}, "period"),
+        ({"name": "x", "price_usd": "cheap"}, "price_usd"),
+        ({"name": "x", "price_usd": "1.005"}, "price_usd"),
+        ({"name": "x", "price_multiplier": 0}, "price_multiplier"),
+        ({"name": "x", "trial": "yes"}, "trial"),
+        ({"price_usd": 1}, "name"),
+    ]
+    for body, field in bad:
+        with pytest.raises(InvalidRequest) as err:
+            await tx(db, lambda s, body=body: plans.create_plan(s, body))
+        assert err.value.param == field, (body, err.value.message)
+        assert field in err.value.message
+    with pytest.raises(Conflict, match="already exists"):
+        await tx(db, lambda s: plans.create_plan(s, {"name": "pro"}))
+
+    updated = await tx(db, lambda s: plans.update_plan(s, "pro", {"rpm": None, "description": "Pro"}))
+    assert updated.rpm is None and updated.description == "Pro"
+
+    free = await tx(db, lambda s: plans.create_plan(s, {"name": "free"}))
+    with pytest.raises(Conflict, match="'pro' already exists"):
+        await tx(db, lambda s: plans.update_plan(s, free.id, {"name": "pro"}))
+    _, action = await tx(db, lambda s: plans.delete_plan(s, free.id))
+    assert action == "deleted"
+
+    account_id = await new_account(db)
+    await tx(db, lambda s: subscriptions.subscribe(s, account_id, "pro"))
+    archived, action = await tx(db, lambda s: plans.delete_plan(s, pro.id))
+    assert action == "archived" and archived.archived_at is not None
+    async with db.session() as s:
+        assert await plans.list_plans(s) == []
+        assert [p.name for p in await plans.list_plans(s, include_archived=True)] == ["pro"]
+    with pytest.raises(InvalidRequest, match="archived"):
+        await tx(db, lambda s: subscriptions.subscribe(s, account_id, pro.id))
+    restored = await tx(db, lambda s: plans.update_plan(s, pro.id, {"archived": False}))
+    assert restored.archived_at is None
+
+
+# -- subscriptions and credit ----------------------------------------------------------------
+
+
+async def test_subscribe_grants_credit_and_replaces(db: Database) -> None:
+    account_id = await new_account(db)
+    starter = await tx(
+        db,
+        lambda s: plans.create_plan(s, {"name": "starter", "included_credit_usd": "2.5", "period": "week"}),
+    )
+    monthly = await tx(db, lambda s: plans.create_plan(s, {"name": "monthly"}))
+
+    now = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+    first = await tx(db, lambda s: subscriptions.subscribe(s, account_id, starter.id, now=now))
+    assert first.grant is not None and first.grant.amount_nanos == 2_500_000_000
+    assert first.grant.kind == "grant" and first.grant.reference == f"subscription:{first.subscription.id}"
+    assert first.subscription.period_end == now + timedelta(weeks=1)
+    assert (await load_account(db, account_id)).balance_nanos == 2_500_000_000
+
+    second = await tx(db, lambda s: subscriptions.subscribe(s, account_id, "monthly", now=now))
+    assert second.grant is None and second.replaced == 1
+    assert second.subscription.period_end == datetime(2026, 4, 30, 12, 0, tzinfo=UTC)
+    async with db.session() as s:
+        rows = list(await s.scalars(select(Subscription).where(Subscription.account_id == account_id)))
+        assert sorted(r.status for r in rows) == ["active", "cancelled"]
+        current = await subscriptions.active(s, account_id)
+        assert current is not None and current[1].id == monthly.id
+
+    cancelled = await tx(db, lambda s: subscriptions.cancel(s, account_id))
+    assert cancelled.status == "cancelled" and cancelled.cancelled_at is not None
+    with pytest.raises(NotFound, match="no active subscription"):
+        await tx(db, lambda s: subscriptions.cancel(s, account_id))
+    with pytest.raises(NotFound, match="No plan"):
+        await tx(db, lambda s: subscriptions.subscribe(s, account_id, "nope"))
+    with pytest.raises(NotFound, match="No account"):
+        await tx(db, lambda s: subscriptions.subscribe(s, 999, "monthly"))
+
+
+async def test_top_up_and_adjust(db: Database) -> None:
+    account_id = await new_account(db)
+    entry_id = await tx(db, lambda s: credit.top_up(s, account_id, 10 * USD, "invoice 42"))
+    assert isinstance(entry_id, int)
+    second = await tx(db, lambda s: credit.top_up(s, account_id, 1, None))
+    adjustment = await tx(db, lambda s: credit.adjust(s, account_id, -3 * USD, "refund"))
+    assert (await load_account(db, account_id)).balance_nanos == 7 * USD + 1
+    rows = await entries(db, account_id)
+    assert [(e.id, e.kind, e.amount_nanos, e.reference) for e in rows] == [
+        (entry_id, "topup", 10 * USD, "invoice 42"),
+        (second, "topup", 1, None),
+        (adjustment, "adjustment", -3 * USD, "refund"),
+    ]
+    for bad in (0, -5, True):
+        with pytest.raises(InvalidRequest, match="positive"):
+            await tx(db, lambda s, bad=bad: credit.top_up(s, account_id, bad))
+    with pytest.raises(NotFound):
+        await tx(db, lambda s: credit.top_up(s, 999, USD))
+    async with db.session() as s:
+        assert [e.id for e in await credit.history(s, account_id, limit=2)] == [adjustment, second]
+        assert [e.id for e in await credit.history(s, account_id, limit=5, before_id=second)] == [entry_id]
+        assert await s.scalar(select(func.count()).select_from(CreditEntry)) == 3
+
+
+# -- redeem codes ----------------------------------------------------------------------------
+
+
+async def test_redeem_codes(db: Database) -> None:
+    plan = await tx(
+        db, lambda s: plans.create_plan(s, {"name": "trial", "trial": True, "included_credit_usd": 1})
+    )
+    made = await tx(db, lambda s: codes.create_codes(s, {"count": 3, "credit_usd": "10", "plan": "trial"}))
+    assert len(made) == 3 and len({raw for raw, _ in made}) == 3
+    raw, row = made[0]
+    assert raw.startswith("CS-") and len(raw) == 27 and row.prefix == raw[:7]
+    async with db.session() as s:
+        stored = list(await s.scalars(select(RedeemCode.code_hash)))
+        assert raw not in stored and all(len(h) == 64 for h in stored)
+
+    account_id = await new_account(db)
+    typed = "  " + raw.lower().replace("-", " ") + " "  # forgiving input
+    result = await tx(db, lambda s: codes.redeem(s, account_id, typed))
+    assert result.entry.kind == "redeem" and result.entry.amount_nanos == 10 * USD
+    assert result.subscribed is not None and result.subscribed.plan.id == plan.id
+    assert [e.amount_nanos for e in result.credit_entries] == [10 * USD, USD]
+    assert result.code.uses == 1
+    assert (await load_account(db, account_id)).balance_nanos == 11 * USD
+
+    with pytest.raises(Conflict, match="already been used"):
+        await tx(db, lambda s: codes.redeem(s, account_id, raw))
+    with pytest.raises(NotFound, match="No such redeem code"):
+        await tx(db, lambda s: codes.redeem(s, account_id, "CS-AAAA-AAAA-AAAA-AAAA-AAAA"))
+    with pytest.raises(NotFound, match="No such redeem code"):
+        await tx(db, lambda s: codes.redeem(s, account_id, "hello"))
+
+    # A multi-use code: once per account.
+    ((multi, _),) = await tx(db, lambda s: codes.create_codes(s, {"credit_nanos": 500, "max_uses": 5}))
+    other = await new_account(db, "other")
+    await tx(db, lambda s: codes.redeem(s, account_id, multi))
+    await tx(db, lambda s: codes.redeem(s, other, multi))
+    with pytest.raises(Conflict, match="already redeemed"):
+        await tx(db, lambda s: codes.redeem(s, other, multi))
+    async with db.session() as s:
+        uses = await s.scalar(select(RedeemCode.uses).where(RedeemCode.credit_nanos == 500))
+        assert uses == 2  # the refused attempt rolled back its claim
+
+    # Plan-only codes, expiry, validation.
+    ((plan_only, _),) = await tx(db, lambda s: codes.create_codes(s, {"plan": plan.id}))
+    result = await tx(db, lambda s: codes.redeem(s, other, plan_only))
+    assert result.entry.amount_nanos == 0 and [e.kind for e in result.credit_entries] == ["grant"]
+    ((expiring, _),) = await tx(db, lambda s: codes.create_codes(s, {"credit_usd": 1, "expires_in_days": 1}))
+    later = datetime.now(UTC) + timedelta(days=2)
+    with pytest.raises(InvalidRequest, match="expired"):
+        await tx(db, lambda s: codes.redeem(s, other, expiring, now=later))
+    with pytest.raises(InvalidRequest, match=r"credit .* or a plan"):
+        await tx(db, lambda s: codes.create_codes(s, {"count": 1}))
+    with pytest.raises(InvalidRequest) as err:
+        await tx(db, lambda s: codes.create_codes(s, {"credit_usd": 1, "count": 5000}))
+    assert err.value.param == "count"
+    await tx(db, lambda s: accounts.set_disabled(s, other, True))
+    with pytest.raises(PermissionDenied, match="disabled"):
+        await tx(db, lambda s: codes.redeem(s, other, expiring))
+
+
+async def test_concurrent_redeem_single_use(db: Database) -> None:
+    """20 accounts race for a max_uses=1 code: exactly one wins, once."""
+    ((raw, code), *_) = await tx(db, lambda s: codes.create_codes(s, {"credit_usd": 5}))
+    account_ids = [await new_account(db, f"racer {i}") for i in range(20)]
+
+    async def attempt(account_id: int) -> bool:
+        try:
+            await tx(db, lambda s: codes.redeem(s, account_id, raw))
+        except Conflict:
+            return False
+        return True
+
+    results = await asyncio.gather(*(attempt(a) for a in account_ids))
+    assert sum(results) == 1
+    winner = account_ids[results.index(True)]
+    async with db.session() as s:
+        assert await s.scalar(select(RedeemCode.uses).where(RedeemCode.id == code.id)) == 1
+        rows = list(await s.scalars(select(CreditEntry).where(CreditEntry.kind == "redeem")))
+        assert [(e.account_id, e.amount_nanos) for e in rows] == [(winner, 5 * USD)]
+        balances = dict((await s.execute(select(Account.id, Account.balance_nanos))).all())
+    assert balances.pop(winner) == 5 * USD and set(balances.values()) == {0}
+
+
+# -- prices ----------------------------------------------------------------------------------
+
+
+async def test_prices(db: Database) -> None:
+    row, created = await tx(db, lambda s: prices.set_price(s, "claude-*", {"input": 3, "output": "15"}))
+    assert (
+        created and row.cache_write_per_mtok == Decimal("3.75") and row.cache_read_per_mtok == Decimal("0.3")
+    )
+    row, created = await tx(
+        db,
+        lambda s: prices.set_price(
+            s, "claude-*", {"input": "2.5", "output": 10, "cache_write": "3.125", "cache_read": 0.25}
+        ),
+    )
+    assert not created and row.input_per_mtok == Decimal("2.5") and row.cache_read_per_mtok == Decimal("0.25")
+    await tx(db, lambda s: prices.set_price(s, "qwen3-32b", {"input": 0, "output": 0}))
+    async with db.session() as s:
+        listed = await prices.list_prices(s)
+        assert [(p.model, p.input_per_mtok) for p in listed] == [
+            ("claude-*", Decimal("2.5")),
+            ("qwen3-32b", 0),
+        ]
+    for body, field in [
+        ({"input": -1, "output": 1}, "input"),
+        ({"input": 1}, "output"),
+        ({"input": 1, "output": "1.0000001"}, "output"),
+        ({"input": 1, "output": 1, "cache_read": [1]}, "cache_read"),
+        ({"input": 1, "output": 1, "cache_reed": 1}, "cache_reed"),
+    ]:
+        with pytest.raises(InvalidRequest) as err:
+            await tx(db, lambda s, body=body: prices.set_price(s, "m", body))
+        assert err.value.param == field
+    await tx(db, lambda s: prices.delete_price(s, "qwen3-32b"))
+    with pytest.raises(NotFound):
+        await tx(db, lambda s: prices.delete_price(s, "qwen3-32b"))
+
+
+# -- account keys ----------------------------------------------------------------------------
+
+
+async def test_account_keys(db: Database) -> None:
+    account_id = await new_account(db)
+    other = await new_account(db, "other")
+    raw, key = await tx(
+        db,
+        lambda s: keys.create_account_key(
+            s,
+            account_id,
+            {"name": "ci", "expires_in_days": 30, "allowed_models": ["claude-haiku-*"], "rpm_limit": 10},
+        ),
+    )
+    assert key.account_id == account_id and key.rpm_limit == 10 and key.tpm_limit is None
+    assert key.allowed_models == ["claude-haiku-*"] and key.expires_at is not None
+    async with db.session() as s:
+        found = await find_key(s, raw)
+        assert found is not None and found.id == key.id and found.key_hash != raw
+
+    with pytest.raises(InvalidRequest) as err:
+        await tx(db, lambda s: keys.create_account_key(s, account_id, {"rpm_limit": "10"}))
+    assert err.value.param == "rpm_limit"
+    with pytest.raises(InvalidRequest, match="expires_at: must be in the future"):
+        await tx(db, lambda s: keys.create_account_key(s, account_id, {"expires_at": "2001-01-01"}))
+    with pytest.raises(NotFound):
+        await tx(db, lambda s: keys.create_account_key(s, 999, {}))
+
+    updated = await tx(
+        db,
+        lambda s: keys.update_key(s, key.id, {"name": "ci-2", "rpm_limit": None, "expires_at": None}),
+    )
+    assert (updated.name, updated.rpm_limit, updated.expires_at) == ("ci-2", None, None)
+    # Another account's key is "not found", for reads and writes alike.
+    with pytest.raises(NotFound):
+        await tx(db, lambda s: keys.revoke_key(s, key.id, account_id=other))
+    with pytest.raises(NotFound):
+        await tx(db, lambda s: keys.update_key(s, key.id, {"name": "x"}, account_id=other))
+    revoked = await tx(db, lambda s: keys.revoke_key(s, key.id, account_id=account_id))
+    assert revoked.status() == "revoked"
+    with pytest.raises(InvalidRequest, match="revoked"):
+        await tx(db, lambda s: keys.update_key(s, key.id, {"name": "x"}))
+    async with db.session() as s:
+        assert [k.id for k in await keys.list_keys(s, account_id)] == [key.id]
+        assert await keys.list_keys(s, other) == []
+
+
+# -- usage -----------------------------------------------------------------------------------
+
+
+def record(n: int, when: datetime, **values: Any) -> UsageRecord:
+    base: dict[str, Any] = {
+        "request_id": f"req_{n:04d}",
+        "created_at": when,
+        "endpoint": "anthropic",
+        "status": 200,
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "cost_nanos": 1000,
+    }
+    return UsageRecord(**{**base, **values})
+
+
+async def test_usage_queries(db: Database) -> None:
+    day1 = datetime(2026, 5, 1, 23, 59, 59, tzinfo=UTC)
+    day2 = datetime(2026, 5, 2, 0, 0, 1, tzinfo=UTC)
+    rows = [
+        record(1, day1, account_id=1, key_id=11, model="claude-a"),
+        record(2, day1, account_id=1, key_id=12, model="claude-b", cache_read_tokens=100),
+        record(3, day2, account_id=1, key_id=11, model="claude-a", status=529, cost_nanos=0),
+        record(4, day2, account_id=2, key_id=21, model="claude-a", cost_nanos=7),
+    ]
+    async with db.session() as s:
+        s.add_all(rows)
+        await s.commit()
+    async with db.session() as s:
+        (total,) = await usage.summarize(s, account_id=1)
+        assert (total.requests, total.errors, total.input_tokens, total.cost_nanos) == (3, 1, 30, 2000)
+        assert total.total_tokens == 145
+        by_day = await usage.summarize(s, account_id=1, group_by="day")
+        assert [(r.group, r.requests) for r in by_day] == [("2026-05-01", 2), ("2026-05-02", 1)]
+        by_model = await usage.summarize(s, group_by="model")
+        assert [(r.group, r.requests, r.cost_nanos) for r in by_model] == [
+            ("claude-a", 3, 1007),
+            ("claude-b", 1, 1000),
+        ]
+        by_key = await usage.summarize(s, account_id=1, group_by="key")
+        assert [(r.group, r.requests) for r in by_key] == [(11, 2), (12, 1)]
+        by_account = await usage.summarize(s, group_by="account", model="claude-a")
+        assert [(r.group, r.requests) for r in by_account] == [(1, 2), (2, 1)]
+        start, end = usage.time_range("2026-05-02", "2026-05-02")
+        assert (start, end) == (datetime(2026, 5, 2, tzinfo=UTC), datetime(2026, 5, 3, tzinfo=UTC))
+        (day_two,) = await usage.summarize(s, start=start, end=end)
+        assert day_two.requests == 2
+        (none,) = await usage.summarize(s, account_id=99)
+        assert (none.requests, none.cost_nanos) == (0, 0)
+        with pytest.raises(InvalidRequest) as err:
+            await usage.summarize(s, group_by="week")
+        assert err.value.param == "group_by"
+        with pytest.raises(InvalidRequest, match="to: must be after from"):
+            usage.time_range("2026-05-03", "2026-05-01")
+
+        page = await usage.recent(s, account_id=1, limit=2)
+        assert [r.request_id for r in page] == ["req_0003", "req_0002"]
+        rest = await usage.recent(s, account_id=1, limit=2, before_id=page[-1].id)
+        assert [r.request_id for r in rest] == ["req_0001"]
+        assert await usage.tokens_since(s, 1, day2) == 15
+
+
+# -- payments --------------------------------------------------------------------------------
+
+
+async def test_credits_only_provider(db: Database) -> None:
+    provider = CreditsOnlyProvider()
+    account_id = await new_account(db)
+    plan = await tx(
+        db, lambda s: plans.create_plan(s, {"name": "pro", "price_usd": 20, "included_credit_usd": 1})
+    )
+    with pytest.raises(PaymentRequired, match=r"costs \$20.00 per month; the balance is \$0.00"):
+        await tx(db, lambda s: provider.create_checkout(s, account_id, plan.id))
+    await tx(db, lambda s: credit.top_up(s, account_id, 25 * USD))
+    checkout = await tx(db, lambda s: provider.create_checkout(s, account_id, plan.id))
+    assert checkout.status == "paid" and checkout.amount_nanos == 20 * USD
+    assert [(e.kind, e.amount_nanos) for e in checkout.credit_entries] == [
+        ("purchase", -20 * USD),
+        ("grant", USD),
+    ]
+    assert (await load_account(db, account_id)).balance_nanos == 6 * USD
+    async with db.session() as s:
+        current = await subscriptions.active(s, account_id)
+        assert current is not None and current[0].id == checkout.subscription_id
+        with pytest.raises(InvalidRequest, match="no webhooks"):
+            await provider.handle_webhook(s, {}, b"{}")
