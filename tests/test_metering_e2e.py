@@ -221,7 +221,6 @@ async def test_concurrent_streams_cannot_overspend(
     and the balance ends at zero, never below it by more than one request's reservation."""
     price = {"input": "0", "output": "1000"}
     (await admin.put("/admin/prices/claude-budget", json=price)).raise_for_status()
-    await asyncio.sleep(5.5)  # the gateway's price cache picks up changes within 5 s
     # Each request reserves max_tokens=10 output tokens at $1000/Mtok = $0.01; actual use is the same.
     account_id, key = await make_customer(admin, credit_usd="0.50")
     model = "claude-budget"
@@ -288,3 +287,64 @@ async def test_two_processes_share_one_rpm_limit(two_gateways: tuple[Gateway, Ga
                 assert resp.headers["x-ratelimit-limit-requests"] == "10"
     assert statuses.count(200) == 10 and statuses.count(429) == 6, statuses
     assert all(int(v) >= 1 for v in retry_after)
+
+
+async def test_cli_top_up_reaches_a_running_gateway(
+    admin: httpx.AsyncClient, db: Database, gateway: Gateway
+) -> None:
+    """Credit added by the CLI (another process) is delivered to the gateway's live balance."""
+    (await admin.put("/admin/prices/claude-budget", json={"input": "0", "output": "1000"})).raise_for_status()
+    account_id, key = await make_customer(admin, credit_usd="0.01")  # one request of $0.01
+    path, body = request("anthropic", "claude-budget", "go [[fake tokens=10]]", stream=False, max_tokens=10)
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+
+        async def call() -> int:
+            return (await client.post(path, json=body, headers=headers(key))).status_code
+
+        assert [await call(), await call()] == [200, 402]
+        await asyncio.to_thread(gateway.cli, "credit", "add", str(account_id), "0.02")
+        deadline = time.monotonic() + 10
+        while (status := await call()) == 402:
+            assert time.monotonic() < deadline, "the top-up never reached the gateway"
+            await asyncio.sleep(0.2)
+        assert status == 200
+        assert [await call(), await call()] == [200, 402]
+
+
+async def test_sigkill_loses_no_finished_request_beyond_the_window(
+    tmp_path: Path, fake_upstream: FakeUpstream
+) -> None:
+    """100 requests finish, the documented window (ledger flush interval, 50 ms) passes, the
+    gateway is killed with SIGKILL: all 100 ledger rows are in the database."""
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'kill.db'}"
+    gw = start_gateway(tmp_path, fake_upstream, db_url, name="killed")
+    try:
+        async with httpx.AsyncClient(
+            base_url=gw.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+        ) as admin:
+            account_id, key = await make_customer(admin)
+        path, body = request("openai", "gpt-test", "hi [[fake tokens=3]]", stream=True)
+        async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+            ids = []
+            for _ in range(100):
+                resp = await client.post(path, json=body, headers=headers(key))
+                assert resp.status_code == 200
+                ids.append(resp.headers["request-id"])
+        await asyncio.sleep(0.2)  # the durability window (50 ms) plus one SQLite write, with margin
+        gw.proc.kill()
+        gw.proc.wait()
+    finally:
+        stop(gw.proc)
+    database = Database(db_url)
+    try:
+        async with database.session() as s:
+            found = set(
+                (
+                    await s.scalars(
+                        select(UsageRecord.request_id).where(UsageRecord.account_id == account_id)
+                    )
+                ).all()
+            )
+    finally:
+        await database.close()
+    assert found == set(ids)

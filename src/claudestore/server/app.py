@@ -110,6 +110,11 @@ class GatewayApp:
         if gw is not None and path.startswith(("/admin/", "/v1/account")):
             app = self.admin if path.startswith("/admin/") else self.account
             await app(scope, receive, send)
+            if scope["method"] not in ("GET", "HEAD"):
+                # A plan, price, key or subscription may have changed: this process sees it at
+                # once; other worker processes within accounting.policy_ttl.
+                gw.accounting.policies.invalidate()
+                gw.accounting.prices.invalidate()
             return
         req = Request(scope, receive)
         if gw is None:

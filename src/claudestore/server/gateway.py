@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from claudestore.admission.accounting import Accounting
+from claudestore.admission.credits import CreditPoller
 from claudestore.admission.policy import PolicyCache
 from claudestore.billing.ledger import LedgerWriter
 from claudestore.billing.pricing import PriceCache
@@ -34,6 +35,7 @@ class Gateway:
     providers: dict[str, Provider]
     router: Router
     accounting: Accounting
+    credits: CreditPoller
     listeners: list[OutcomeListener] = field(default_factory=list)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("claudestore"))
 
@@ -55,15 +57,19 @@ class Gateway:
         providers = build_providers(config.upstreams, session)
         ledger = LedgerWriter(db, flush_interval=config.accounting.ledger_flush_interval)
         ledger.start()
+        limiter = make_limiter(config.limits.redis_url, config.limits.redis_prefix)
+        credits = CreditPoller(db, limiter)
+        credits.start()
         accounting = Accounting(
-            make_limiter(config.limits.redis_url, config.limits.redis_prefix),
+            limiter,
             PolicyCache(db, ttl=config.accounting.policy_ttl),
             PriceCache(db, ttl=config.accounting.policy_ttl),
             ledger,
         )
-        return cls(config, db, auth, session, providers, Router(config, providers), accounting)
+        return cls(config, db, auth, session, providers, Router(config, providers), accounting, credits)
 
     async def stop(self) -> None:
+        await self.credits.stop()
         await self.accounting.ledger.stop()
         await self.accounting.limiter.close()
         await self.auth.stop()
