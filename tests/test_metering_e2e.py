@@ -348,3 +348,26 @@ async def test_sigkill_loses_no_finished_request_beyond_the_window(
     finally:
         await database.close()
     assert found == set(ids)
+
+
+async def test_both_sdks_raise_their_rate_limit_error_with_retry_after(
+    admin: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    import anthropic
+    import openai
+
+    _, key = await make_customer(admin, rpm=1)
+    claude = anthropic.AsyncAnthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    oai = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
+    message = [{"role": "user", "content": "hi [[fake tokens=1]]"}]
+    await claude.messages.create(model="claude-test", max_tokens=5, messages=message)  # type: ignore[arg-type]
+    with pytest.raises(anthropic.RateLimitError) as a_err:
+        await claude.messages.create(model="claude-test", max_tokens=5, messages=message)  # type: ignore[arg-type]
+    with pytest.raises(openai.RateLimitError) as o_err:
+        await oai.chat.completions.create(model="gpt-test", messages=message)  # type: ignore[arg-type]
+    for err in (a_err.value, o_err.value):
+        retry_after = float(err.response.headers["retry-after"])
+        assert 1 <= retry_after <= 60  # both SDKs honour a retry-after in this range
+        assert int(err.response.headers["retry-after-ms"]) >= 1000
+    assert a_err.value.type == "rate_limit_error"
+    assert (o_err.value.code, o_err.value.type) == ("rate_limit_exceeded", "requests")

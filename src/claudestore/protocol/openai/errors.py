@@ -34,9 +34,23 @@ def status_for(err: GatewayError) -> int:
     return _STATUS_FOR_CLIENT.get(err.status, err.status)
 
 
+# The gateway's own limiter codes → OpenAI's (type, code) for a 429.
+_RATE_LIMIT_CODES: dict[str, tuple[str, str]] = {
+    "rate_limit_requests": ("requests", "rate_limit_exceeded"),
+    "concurrency_limit": ("requests", "rate_limit_exceeded"),
+    "rate_limit_tokens": ("tokens", "rate_limit_exceeded"),
+    "request_too_large_for_tpm": ("tokens", "rate_limit_exceeded"),
+    "quota_exceeded": ("insufficient_quota", "insufficient_quota"),
+    "insufficient_balance": ("insufficient_quota", "insufficient_quota"),
+}
+
+
 def error_object(
     kind: str, message: str, *, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
+    if code in _RATE_LIMIT_CODES:
+        typ, code = _RATE_LIMIT_CODES[code]
+        return {"message": message, "type": typ, "param": param, "code": code}
     typ, default_code = _TYPES.get(kind, ("server_error", None))
     return {"message": message, "type": typ, "param": param, "code": code or default_code}
 
