@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from claudestore.accounts.usage import tokens_since
 from claudestore.core.errors import GatewayError, PermissionDenied
 from claudestore.limits.base import Quota, Scope
-from claudestore.storage.billing_models import Account, Plan, Subscription, UsageRecord
+from claudestore.storage.billing_models import Account, Plan, Subscription
 from claudestore.storage.db import Database
 from claudestore.storage.models import ApiKey
 
@@ -87,19 +88,7 @@ async def load_policy(db: Database, key_id: int) -> Policy:
         sub, plan = row
         quota = None
         if plan.quota_tokens is not None:
-            used = await session.scalar(
-                select(
-                    func.coalesce(
-                        func.sum(
-                            UsageRecord.input_tokens
-                            + UsageRecord.output_tokens
-                            + UsageRecord.cache_write_tokens
-                            + UsageRecord.cache_read_tokens
-                        ),
-                        0,
-                    )
-                ).where(UsageRecord.account_id == account.id, UsageRecord.created_at >= sub.period_start)
-            )
+            used = await tokens_since(session, account.id, sub.period_start)
             quota = Quota(
                 name=f"quota:{account.id}:{int(sub.period_start.timestamp())}",
                 limit=plan.quota_tokens,

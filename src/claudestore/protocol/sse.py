@@ -9,7 +9,11 @@ scan.
 
 from __future__ import annotations
 
-__all__ = ["Frame", "SSEDecoder", "encode_event"]
+from typing import Any
+
+import orjson
+
+__all__ = ["Frame", "SSEDecoder", "encode_event", "json_object"]
 
 
 class Frame:
@@ -111,6 +115,15 @@ class SSEDecoder:
     def pending(self) -> bytes:
         """Bytes received that do not yet form a complete frame."""
         return self._buf
+
+
+def json_object(frame: Frame) -> dict[str, Any] | None:
+    """The frame's data as a JSON object, or None when it is not one."""
+    try:
+        obj = orjson.loads(frame.data)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def encode_event(event: str | None, data: bytes) -> bytes:

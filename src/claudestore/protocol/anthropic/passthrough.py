@@ -21,7 +21,7 @@ import orjson
 
 from claudestore.core.response import StopReason, Usage
 from claudestore.core.stream import StreamError
-from claudestore.protocol.sse import Frame, encode_event
+from claudestore.protocol.sse import Frame, encode_event, json_object
 from claudestore.translate.anthropic.stream import merge_delta_usage
 from claudestore.translate.mapping import anthropic_usage
 
@@ -78,14 +78,14 @@ class AnthropicRelay:
                 return raw  # comment / keep-alive
             name = event.encode()
         if name == b"message_delta":
-            obj = _json(frame)
+            obj = json_object(frame)
             if obj is not None:
                 self.usage = merge_delta_usage(self.usage, obj.get("usage"))
                 delta = obj.get("delta")
                 if isinstance(delta, dict) and delta.get("stop_reason"):
                     self.stop_reason = delta["stop_reason"]
         elif name == b"message_start":
-            obj = _json(frame)
+            obj = json_object(frame)
             message = obj.get("message") if obj is not None else None
             if isinstance(message, dict):
                 self.usage = anthropic_usage(message.get("usage"))
@@ -94,7 +94,7 @@ class AnthropicRelay:
         elif name == b"message_stop":
             self.saw_stop = True
         elif name == b"error":
-            obj = _json(frame)
+            obj = json_object(frame)
             err = obj.get("error") if obj is not None else None
             if isinstance(err, dict):
                 self.error = StreamError(str(err.get("type") or "api_error"), str(err.get("message") or ""))
@@ -110,11 +110,3 @@ class AnthropicRelay:
             return raw.replace(self._old, self._new)
         message["model"] = self._public
         return encode_event("message_start", orjson.dumps(obj))
-
-
-def _json(frame: Frame) -> dict[str, Any] | None:
-    try:
-        obj = orjson.loads(frame.data)
-    except orjson.JSONDecodeError:
-        return None
-    return obj if isinstance(obj, dict) else None

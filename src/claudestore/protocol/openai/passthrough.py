@@ -27,7 +27,7 @@ import orjson
 
 from claudestore.core.response import StopReason, Usage
 from claudestore.core.stream import StreamError
-from claudestore.protocol.sse import Frame
+from claudestore.protocol.sse import Frame, json_object
 from claudestore.translate.mapping import openai_usage, stop_reason
 from claudestore.translate.openai.stream import upstream_error
 
@@ -97,7 +97,7 @@ class OpenAIRelay:
             or raw.startswith(b'data: {"error"')
             or self._learn
         ):
-            obj = _json(frame)
+            obj = json_object(frame)
             if self._learn:
                 self._learn_model(raw, obj)
             if obj is not None and self._read(obj):
@@ -137,11 +137,3 @@ class OpenAIRelay:
                 self._old, self._new = old, key + orjson.dumps(self._public)
                 return
         self._new = b'"model":' + orjson.dumps(self._public)
-
-
-def _json(frame: Frame) -> dict[str, Any] | None:
-    try:
-        obj = orjson.loads(frame.data)
-    except orjson.JSONDecodeError:
-        return None
-    return obj if isinstance(obj, dict) else None
