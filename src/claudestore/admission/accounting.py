@@ -81,5 +81,6 @@ class Accounting:
                 await self.limiter.settle(ticket.lease, tokens, cost)
             except Exception:
                 log.exception("settling the limiter lease of request %s failed", out.request_id)
+        out.cost_nanos = cost
         account_id = ticket.policy.account_id if ticket is not None else out.account_id
         self.ledger.record(LedgerRow.from_outcome(out, account_id=account_id, cost_nanos=cost))

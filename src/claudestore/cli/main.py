@@ -37,10 +37,23 @@ def _load(config_path: str | None):  # type: ignore[no-untyped-def]
 @click.option("--port", type=int, default=None, help="Port to bind (default from config: 8080).")
 @click.option("--workers", type=int, default=None, help="Worker processes sharing the port.")
 @click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, with the request id (bodies and keys are never logged).",
+)
 def serve(
-    config_path: str | None, host: str | None, port: int | None, workers: int | None, log_level: str
+    config_path: str | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    log_level: str,
+    log_format: str,
 ) -> None:
-    """Start the gateway."""
+    """Start the gateway. SIGTERM drains: no new connections, running streams get
+    ``server.drain_seconds`` to finish and are then ended with an error event."""
     import uvicorn
 
     from claudestore.storage.migrate import migrate
@@ -61,6 +74,11 @@ def serve(
         )
     else:
         click.echo(f"serving {len(config.models)} models on http://{host}:{port}", err=True)
+    extra: dict[str, object] = {}
+    if log_format == "json":
+        from claudestore.observability.logs import log_config
+
+        extra["log_config"] = log_config(log_level)
     uvicorn.run(
         "claudestore.server.app:app_from_env",
         factory=True,
@@ -73,6 +91,9 @@ def serve(
         log_level=log_level,
         access_log=False,
         h11_max_incomplete_event_size=config.server.max_header_bytes,
+        # The gateway ends streams itself at the drain deadline; uvicorn's own limit is a backstop.
+        timeout_graceful_shutdown=int(config.server.drain_seconds) + 5,
+        **extra,  # type: ignore[arg-type]
     )
 
 

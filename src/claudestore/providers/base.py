@@ -29,11 +29,13 @@ __all__ = ["Operation", "Provider", "UpstreamResponse", "WireFormat"]
 class UpstreamResponse:
     """A 2xx response from an upstream; read it once, as JSON or as a chunk stream."""
 
-    __slots__ = ("_idle", "_resp", "headers", "status")
+    __slots__ = ("_chunk_iter", "_idle", "_pending", "_resp", "headers", "status")
 
     def __init__(self, resp: aiohttp.ClientResponse, idle_timeout: float) -> None:
         self._resp = resp
         self._idle = idle_timeout
+        self._chunk_iter: AsyncIterator[bytes] | None = None
+        self._pending: asyncio.Future[bytes] | None = None
         self.status = resp.status
         self.headers = resp.headers
 
@@ -63,6 +65,42 @@ class UpstreamResponse:
                 return
             yield chunk
 
+    async def read(self, deadline: float) -> bytes:
+        """The next body bytes as they arrive (``b""`` at the end). Raises ``TimeoutError`` at
+        ``deadline`` (event-loop time; the read can be resumed) and ``aiohttp.ClientError``
+        when the connection breaks."""
+        if type(self).chunks is not UpstreamResponse.chunks:
+            return await self._read_chunks(deadline)
+        async with asyncio.timeout_at(deadline):
+            return await self._resp.content.readany()
+
+    async def _read_chunks(self, deadline: float) -> bytes:
+        """``read`` for a response that makes its body in ``chunks()`` (no socket, e.g. a local
+        model): a deadline leaves the next chunk pending instead of cancelling the generator."""
+        pending: asyncio.Future[bytes] | None = getattr(self, "_pending", None)
+        if pending is None:
+            chunks = getattr(self, "_chunk_iter", None)
+            if chunks is None:
+                chunks = self._chunk_iter = self.chunks().__aiter__()
+            pending = self._pending = asyncio.ensure_future(anext(chunks, b""))
+        loop = asyncio.get_running_loop()
+        try:
+            done, _ = await asyncio.wait((pending,), timeout=max(0.0, deadline - loop.time()))
+        except asyncio.CancelledError:
+            self.stop_reading()
+            raise
+        if not done:
+            raise TimeoutError
+        self._pending = None
+        return pending.result()
+
+    def stop_reading(self) -> None:
+        """Drop a read that a deadline left pending (see ``_read_chunks``)."""
+        pending = getattr(self, "_pending", None)
+        if pending is not None:
+            pending.cancel()
+            self._pending = None
+
     def close(self) -> None:
         """Abort the exchange (drops the connection so the upstream stops generating)."""
         self._resp.close()
@@ -86,7 +124,7 @@ class Provider:
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=t.connect, sock_connect=t.connect, sock_read=None
         )
-        self._first_byte = t.first_byte
+        self._first_byte = t.first_byte if t.total is None else min(t.first_byte, t.total)
         self._idle = t.idle
 
     # -- to be provided by each provider --------------------------------------------
@@ -99,6 +137,11 @@ class Provider:
     def error_message(self, body: Any) -> str | None:
         raise NotImplementedError
 
+    async def count_tokens(self, body: dict[str, Any]) -> int | None:
+        """The exact input tokens of ``body`` (in this provider's format) when the provider can
+        count them itself; None to let the gateway ask the upstream."""
+        return None
+
     # -- shared ---------------------------------------------------------------------
     async def open(self, op: Operation, body: bytes, client_headers: Mapping[str, str]) -> UpstreamResponse:
         url = self.url(op)
@@ -107,6 +150,10 @@ class Provider:
                 resp = await self._session.post(
                     url, data=body, headers=self.headers(client_headers), timeout=self._timeout
                 )
+        except aiohttp.ServerTimeoutError:  # a TimeoutError too: the connect timeout
+            raise UpstreamTimeout(
+                f"Upstream {self.name!r} could not be connected to within {self.config.timeouts.connect:g} s."
+            ) from None
         except TimeoutError:
             raise UpstreamTimeout(
                 f"Upstream {self.name!r} did not answer within {self._first_byte:g} s."

@@ -12,6 +12,14 @@ from claudestore.providers.openai import OpenAIProvider
 PROVIDER_TYPES: dict[str, type[Provider]] = {"anthropic": AnthropicProvider, "openai": OpenAIProvider}
 
 
+def provider_type(kind: str) -> type[Provider]:
+    if kind == "local":  # imported only when configured: it needs the optional llama-cpp-python
+        from claudestore.providers.local import LocalProvider
+
+        return LocalProvider
+    return PROVIDER_TYPES[kind]
+
+
 def make_session(upstreams: list[UpstreamConfig]) -> aiohttp.ClientSession:
     """One keep-alive pool for every upstream, sized for long-lived streams."""
     limit = sum(u.max_connections for u in upstreams) or 100
@@ -20,4 +28,4 @@ def make_session(upstreams: list[UpstreamConfig]) -> aiohttp.ClientSession:
 
 
 def build_providers(upstreams: list[UpstreamConfig], session: aiohttp.ClientSession) -> dict[str, Provider]:
-    return {u.name: PROVIDER_TYPES[u.type](u, session) for u in upstreams}
+    return {u.name: provider_type(u.type)(u, session) for u in upstreams}

@@ -6,15 +6,20 @@ exactly; ``?beta=true`` and other query strings are ignored where the SDKs add t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from sqlalchemy import text
 
 from claudestore.api.account import account_app
-from claudestore.api.admin import admin_app
+from claudestore.api.admin import AdminAuth, admin_app
 from claudestore.config import Config, load_config
 from claudestore.core.errors import GatewayError, NotFound
 from claudestore.server.count_tokens import handle_count_tokens
@@ -60,6 +65,38 @@ async def _healthz(gw: Gateway, req: Request, send: Send) -> None:
     await send_bytes(send, 200, b'{"status":"ok"}', gw.response_headers(req))
 
 
+async def _check(probe: Awaitable[Any]) -> str:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await probe
+    except Exception as exc:
+        return f"unreachable ({type(exc).__name__})"
+    return "ok"
+
+
+async def _readyz(gw: Gateway, req: Request, send: Send) -> None:
+    """Readiness: the database (and Redis, when configured) answer, and the process is not draining."""
+
+    async def database() -> None:
+        async with gw.db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    checks = {"database": await _check(database())}
+    ping = getattr(gw.accounting.limiter, "ping", None)
+    if ping is not None:
+        checks["redis"] = await _check(ping())
+    ready = not gw.draining and all(v == "ok" for v in checks.values())
+    body = {"status": "ready" if ready else ("draining" if gw.draining else "unavailable"), "checks": checks}
+    await send_bytes(send, 200 if ready else 503, orjson.dumps(body), gw.response_headers(req))
+
+
+async def _metrics(gw: Gateway, req: Request, send: Send) -> None:
+    if not gw.config.server.metrics:
+        raise NotFound("Metrics are switched off (server.metrics: false).")
+    body = gw.metrics.render(gw.router.deployments())
+    await send_bytes(send, 200, body, {}, content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
 ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/v1/messages"): _messages,
     ("POST", "/v1/chat/completions"): _chat,
@@ -68,7 +105,11 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/v1/models"): _models,
     ("GET", "/models"): _models,
     ("GET", "/healthz"): _healthz,
+    ("GET", "/readyz"): _readyz,
+    ("GET", "/metrics"): _metrics,
 }
+
+READY_TIMEOUT = 2.0
 
 
 class GatewayApp:
@@ -78,6 +119,7 @@ class GatewayApp:
         self.config = config
         self.gateway: Gateway | None = None
         self.admin: Any = None
+        self.admin_auth: AdminAuth | None = None
         self.account: Any = None
 
     async def startup(self) -> Gateway:
@@ -88,9 +130,33 @@ class GatewayApp:
             await limiter.credit(account_id, nanos, credit_id)
 
         self.admin = admin_app(gw.db, admin_key=self.config.admin.resolved_key(), on_credit=on_credit)
+        self.admin_auth = AdminAuth(self.admin, gw.db, self.config.admin.resolved_key())
         self.account = account_app(gw.db, gw.auth.authenticate, on_credit=on_credit)
         self.gateway = gw
+        _drain_on_signals(gw)
         return gw
+
+    async def _upstreams(self, gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /admin/upstreams``: every deployment's health, load and own limits (admin key)."""
+        req = Request(scope, receive)
+        headers = gw.response_headers(req)
+        try:
+            await self.admin_auth.check(req.api_key())
+            if req.method != "GET":
+                raise GatewayError(
+                    f"Method {req.method} is not allowed on /admin/upstreams; use GET.",
+                    status=405,
+                    kind="invalid_request_error",
+                )
+        except GatewayError as err:
+            await send_error(send, ANTHROPIC, err, headers)
+            return
+        now = time.monotonic()
+        body = {
+            "draining": gw.draining,
+            "data": [d.snapshot(now) for d in gw.router.deployments()],
+        }
+        await send_bytes(send, 200, orjson.dumps(body), headers)
 
     async def shutdown(self) -> None:
         if self.gateway is not None:
@@ -107,6 +173,9 @@ class GatewayApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gateway
         path: str = scope["path"]
+        if gw is not None and path == "/admin/upstreams":
+            await self._upstreams(gw, scope, receive, send)
+            return
         if gw is not None and path.startswith(("/admin/", "/v1/account")):
             app = self.admin if path.startswith("/admin/") else self.account
             await app(scope, receive, send)
@@ -157,6 +226,25 @@ class GatewayApp:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _drain_on_signals(gw: Gateway) -> None:
+    """Under uvicorn: SIGTERM / SIGINT also start the gateway's drain (uvicorn itself stops
+    accepting and waits for open connections up to ``timeout_graceful_shutdown``)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        owner = getattr(previous, "__self__", None)
+        if not callable(previous) or not type(owner).__module__.startswith("uvicorn"):
+            continue  # not uvicorn's handler (tests, other servers): leave signals alone
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(gw.begin_drain)
+            previous(signum, frame)
+
+        signal.signal(sig, handler)
 
 
 def create_app(config: Config | None = None) -> GatewayApp:

@@ -3,7 +3,8 @@
 An Anthropic upstream answers it with its own endpoint. An OpenAI-compatible API has
 no counting endpoint, so the gateway asks that upstream for a one-token completion and
 returns its ``usage.prompt_tokens``: exact for that upstream's tokenizer, at the cost
-of one generated token.
+of one generated token. A provider that can count by itself (``Provider.count_tokens``,
+the in-process local model) answers without generating.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ async def handle_count_tokens(gw: Gateway, req: Request, send: Send) -> None:
         else:
             creq.max_tokens, creq.stream = 1, False
             payload = DIALECTS[provider.format].build_request(creq, route.upstream_model, 1)
-            resp = await provider.open("generate", orjson.dumps(payload), req.headers)
-            count = DIALECTS[provider.format].usage_of(await resp.json()).prompt_tokens
+            count = await provider.count_tokens(payload)  # a local model counts with its own tokenizer
+            if count is None:
+                resp = await provider.open("generate", orjson.dumps(payload), req.headers)
+                count = DIALECTS[provider.format].usage_of(await resp.json()).prompt_tokens
         if not isinstance(count, int):
             raise GatewayError("The upstream did not report a token count.", status=502)
         await send_bytes(send, 200, orjson.dumps({"input_tokens": count}), headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from claudestore.billing.ledger import LedgerWriter
 from claudestore.billing.pricing import PriceCache
 from claudestore.config import Config
 from claudestore.limits.factory import make_limiter
+from claudestore.observability.logs import log_outcome
+from claudestore.observability.metrics import Metrics
 from claudestore.providers.base import Provider
 from claudestore.providers.registry import build_providers, make_session
 from claudestore.routing.router import Router
@@ -38,6 +41,12 @@ class Gateway:
     credits: CreditPoller
     listeners: list[OutcomeListener] = field(default_factory=list)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("claudestore"))
+    metrics: Metrics = field(default_factory=Metrics)
+    # Graceful shutdown: ``draining`` from SIGTERM on (new requests refused, /readyz 503); the
+    # generation tasks still running at the drain deadline are cancelled and end with an error.
+    draining: bool = False
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _drain_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, config: Config, *, run_migrations: bool | None = None) -> Gateway:
@@ -66,9 +75,43 @@ class Gateway:
             PriceCache(db, ttl=config.accounting.policy_ttl),
             ledger,
         )
-        return cls(config, db, auth, session, providers, Router(config, providers), accounting, credits)
+        gw = cls(config, db, auth, session, providers, Router(config, providers), accounting, credits)
+        gw.listeners.append(gw.metrics.observe)
+        gw.listeners.append(log_outcome)
+        return gw
+
+    def begin_drain(self, seconds: float | None = None) -> None:
+        """Stop taking generation requests; end the ones still running after ``seconds``
+        (default ``server.drain_seconds``). Idempotent."""
+        if self.draining:
+            return
+        self.draining = self.metrics.draining = True
+        seconds = self.config.server.drain_seconds if seconds is None else seconds
+        self.log.warning(
+            "draining: %d requests in flight, ending any left in %.1f s", len(self.tasks), seconds
+        )
+        self._drain_task = asyncio.get_running_loop().create_task(self._drain(seconds))
+
+    async def _drain(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if self.tasks:
+            self.log.warning("drain deadline: ending %d requests still in flight", len(self.tasks))
+            for task in list(self.tasks):
+                task.cancel()
+
+    async def wait_idle(self, limit: float) -> None:
+        """Wait (at most ``limit`` seconds) until no generation request is in flight here."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while (self.tasks or self.metrics.requests_in_flight) and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)  # polled at shutdown only: no event on the request path
 
     async def stop(self) -> None:
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+        # Requests ended at the drain deadline settle within moments: their ledger rows must be
+        # handed to the writer before it flushes for the last time.
+        await self.wait_idle(5.0)
         await self.credits.stop()
         await self.accounting.ledger.stop()
         await self.accounting.limiter.close()

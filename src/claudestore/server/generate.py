@@ -4,12 +4,19 @@
 alike; the client's ``Dialect`` decides the wire format on the way in and out, the
 provider's decides it upstream. Errors before the first byte are sent as an HTTP error
 in the caller's shape; after it, as the format's in-stream error event.
+
+Before the first byte a failed upstream attempt is retried, on the same deployment after a
+backoff, on another deployment or on a fallback model (``routing.attempts``); after it,
+never. A silent stream gets keep-alives every ``server.keepalive_interval`` seconds and is
+ended with a ``timeout_error`` event after the upstream's ``timeouts.idle`` (or
+``timeouts.total`` for the whole exchange).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -20,9 +27,18 @@ import orjson
 from claudestore.admission.accounting import Ticket
 from claudestore.admission.headers import rate_limit_headers
 from claudestore.core.conversation import ChatRequest
-from claudestore.core.errors import GatewayError, InvalidRequest, Unsupported
+from claudestore.core.errors import (
+    GatewayError,
+    InvalidRequest,
+    Overloaded,
+    Unsupported,
+    UpstreamTimeout,
+)
 from claudestore.core.stream import BlockDelta
+from claudestore.observability.logs import request_id_var
 from claudestore.protocol.sse import SSEDecoder
+from claudestore.routing.attempts import AttemptPlan, retryable
+from claudestore.routing.deployments import Deployment
 from claudestore.routing.router import Route
 from claudestore.server.http import Request, Send, send_bytes, start_stream, wait_disconnect
 from claudestore.server.outcome import Outcome
@@ -32,6 +48,9 @@ from claudestore.translate.dialects import DIALECTS, Dialect
 if TYPE_CHECKING:
     from claudestore.providers.base import UpstreamResponse
     from claudestore.server.gateway import Gateway
+
+
+log = logging.getLogger("claudestore.generate")
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -46,18 +65,34 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-async def until_disconnect(req: Request, work: Coroutine[Any, Any, None]) -> bool:
-    """Run ``work``; cancel it if the client goes away. True when the client went away."""
+class Drained(Exception):
+    """The request was still running at the end of the shutdown drain and was ended."""
+
+
+async def until_disconnect(
+    req: Request, work: Coroutine[Any, Any, None], registry: set[asyncio.Task[None]] | None = None
+) -> bool:
+    """Run ``work``; cancel it if the client goes away. True when the client went away.
+
+    With ``registry`` the work task is listed there while it runs, so that graceful shutdown
+    can cancel it at the drain deadline; ``Drained`` is raised then."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(wait_disconnect(req.receive))
+    if registry is not None:
+        registry.add(task)
     try:
         await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         task.cancel()
         watcher.cancel()
         raise
+    finally:
+        if registry is not None:
+            registry.discard(task)
     if task.done():
         watcher.cancel()
+        if task.cancelled():
+            raise Drained()
         task.result()
         return False
     task.cancel()
@@ -66,11 +101,19 @@ async def until_disconnect(req: Request, work: Coroutine[Any, Any, None]) -> boo
     return True
 
 
+SHUTTING_DOWN = "The gateway is shutting down; retry the request."
+
+
 async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect) -> None:
     out = Outcome(req.request_id, client.name)
+    request_id_var.set(req.request_id)
     headers = gw.response_headers(req)
     ticket: Ticket | None = None
+    metrics = gw.metrics
+    metrics.requests_in_flight += 1
     try:
+        if gw.draining:
+            raise Overloaded(SHUTTING_DOWN, retry_after=1)
         key = await gw.auth.authenticate(req.api_key())
         out.key_id = key.id
         policy = await gw.accounting.policy(key)
@@ -85,21 +128,28 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
             route.upstream_model,
         )
         out.streamed = creq.stream
-        upstream = DIALECTS[route.provider.format]
-        if upstream is client:
-            payload = client.prepare_passthrough(body, creq, route.upstream_model)
-        else:
-            if creq.untranslatable:
-                raise Unsupported(
-                    f"{creq.untranslatable[0]} Model {creq.model!r} is served by one in another format."
-                )
-            payload = upstream.build_request(creq, route.upstream_model, route.model.max_tokens_default)
+        # A request that only its own format can carry may go to deployments of that format only.
+        usable = (lambda d: DIALECTS[d.format] is client) if creq.untranslatable else None
+        plan = AttemptPlan(gw.router.chain(route), gw.config.routing, usable)
+        if not plan.servable:
+            raise Unsupported(
+                f"{creq.untranslatable[0]} Model {creq.model!r} is served by one in another format."
+            )
         max_tokens = creq.max_tokens if creq.max_tokens is not None else route.model.max_tokens_default
         ticket = await gw.accounting.admit(policy, route.public_model, len(raw), max_tokens)
         if ticket.lease is not None:
             rate_limit_headers(ticket.lease, headers)
-        exchange = _Exchange(gw, req, send, client, upstream, creq, route, out, headers)
-        out.client_disconnected = await until_disconnect(req, exchange.run(orjson.dumps(payload)))
+        exchange = _Exchange(gw, req, send, client, creq, body, route, plan, out, headers)
+        try:
+            out.client_disconnected = await until_disconnect(req, exchange.run(), gw.tasks)
+        except Drained:
+            out.status, out.error_kind = 503, "overloaded_error"
+            if out.first_byte_at is None:
+                await send_error(send, client, Overloaded(SHUTTING_DOWN, retry_after=1), headers)
+            elif creq.stream:
+                tail = client.stream_error("overloaded_error", SHUTTING_DOWN)
+                with contextlib.suppress(Exception):  # e.g. the stream had just been completed
+                    await send({"type": "http.response.body", "body": tail, "more_body": False})
         if out.client_disconnected:
             out.status, out.error_kind = 499, "client_disconnected"
         if out.client_disconnected or out.error_kind is not None:
@@ -118,6 +168,7 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
         if out.first_byte_at is None:
             await send_error(send, client, err, headers)
     finally:
+        metrics.requests_in_flight -= 1
         out.finished_at = time.perf_counter()
         await asyncio.shield(gw.accounting.settle(ticket, out))
         gw.finish(out)
@@ -131,8 +182,17 @@ async def send_error(send: Send, dialect: Dialect, err: GatewayError, headers: d
     await send_bytes(send, dialect.error_status(err), dialect.error_body(err, headers["request-id"]), headers)
 
 
+# 4xx answers that count against the deployment's health (not retried: see routing.attempts):
+# its credentials or account (401, 402, 403), or "not now" (408, 409, 429).
+DEPLOYMENT_FAULTS = frozenset({401, 402, 403, 408, 409, 429})
+
+# Keep-alives both SDKs skip: Anthropic's own ping event; an SSE comment for OpenAI (wire.md C).
+KEEPALIVE = {"anthropic": b'event: ping\ndata: {"type": "ping"}\n\n', "openai": b": ping\n\n"}
+
+
 class _Exchange:
-    """One upstream call and its relay to the client."""
+    """The upstream attempts of one request (retries, other deployments, fallbacks) and the
+    relay of the one that answered to the client."""
 
     def __init__(
         self,
@@ -140,32 +200,150 @@ class _Exchange:
         req: Request,
         send: Send,
         client: Dialect,
-        upstream: Dialect,
         creq: ChatRequest,
+        body: dict[str, Any],
         route: Route,
+        plan: AttemptPlan,
         out: Outcome,
         headers: dict[str, str],
     ) -> None:
         self.gw, self.req, self.send = gw, req, send
-        self.client, self.upstream, self.creq, self.route = client, upstream, creq, route
+        self.client, self.creq, self.body, self.route, self.plan = client, creq, body, route, plan
         self.out, self.headers = out, headers
+        self._payloads: dict[tuple[str, str, int], bytes] = {}
 
-    async def run(self, payload: bytes) -> None:
-        resp = await self.route.provider.open("generate", payload, self.req.headers)
-        try:
-            if self.creq.stream:
-                await self._stream(resp)
+    def _payload(self, route: Route, dep: Deployment) -> tuple[Dialect, bytes]:
+        """The request body for ``dep``, built once per format and upstream model."""
+        upstream = DIALECTS[dep.format]
+        passthrough = upstream is self.client
+        default_max = 0 if passthrough else route.model.max_tokens_default
+        key = (dep.format, dep.upstream_model, default_max)
+        payload = self._payloads.get(key)
+        if payload is None:
+            if passthrough:
+                built = self.client.prepare_passthrough(self.body, self.creq, dep.upstream_model)
             else:
-                await self._complete(resp)
-        finally:
-            resp.close()
+                built = upstream.build_request(self.creq, dep.upstream_model, default_max)
+            payload = self._payloads[key] = orjson.dumps(built)
+        return upstream, payload
 
-    async def _complete(self, resp: UpstreamResponse) -> None:
-        body = await resp.json()
+    async def run(self) -> None:
+        plan, out, metrics = self.plan, self.out, self.gw.metrics
+        step = plan.next()
+        last: GatewayError | None = None
+        while step is not None:
+            dep = step.deployment
+            if step.kind == "fallback":
+                metrics.fallback(self.route.public_model, step.route.public_model)
+                log.info(
+                    "falling back to %s", step.route.public_model, extra={"model": self.route.public_model}
+                )
+            if step.wait > 0:
+                await asyncio.sleep(step.wait)
+            upstream, payload = self._payload(step.route, dep)
+            out.upstream, out.upstream_model = dep.provider.name, dep.upstream_model
+            out.attempts = plan.attempts
+            err = await self._attempt(dep, upstream, payload)
+            if err is None:
+                return
+            if out.first_byte_at is not None or not retryable(err):
+                raise err
+            last = err
+            step = plan.next(dep, err)
+            if step is not None:
+                reason = "timeout" if err.kind == "timeout_error" else str(err.status)
+                metrics.retry(self.route.public_model, dep, reason)
+                log.info(
+                    "upstream attempt failed (%s); next: %s in %.2f s",
+                    reason,
+                    step.deployment.name,
+                    step.wait,
+                    extra={"deployment": dep.name, "next_attempt": plan.attempts},
+                )
+        if last is None:  # pragma: no cover - plan.next() always offers a first attempt when servable
+            raise GatewayError("No deployment could take the request.", status=503, kind="overloaded_error")
+        raise last
+
+    async def _attempt(self, dep: Deployment, upstream: Dialect, payload: bytes) -> GatewayError | None:
+        """One upstream attempt; the error when it failed before the first byte reached the client."""
+        began = time.monotonic()
+        dep.started(began)
+        started = asyncio.get_running_loop().time()
+        resp: UpstreamResponse | None = None
+        try:
+            try:
+                resp = await dep.provider.open("generate", payload, self.req.headers)
+            except GatewayError as err:
+                self._failed(dep, err.status, err.retry_after, err.message)
+                return err
+            # The upstream accepted the request: that ends a half-open probe (a stream may run long).
+            dep.health.success(began)
+            if self.creq.stream:
+                await self._stream(resp, upstream, dep, started)
+                if self.out.error_kind is None:
+                    self.gw.metrics.attempt(dep, "ok")
+                else:  # the stream failed after the first byte: nothing to retry, but it counts
+                    self._failed(dep, None, None, f"mid-stream: {self.out.error_kind}")
+                return None
+            try:
+                await self._complete(resp, upstream, dep, started)
+            except GatewayError as err:
+                self._failed(dep, err.status, err.retry_after, err.message)
+                return err
+            self.gw.metrics.attempt(dep, "ok")
+            return None
+        except asyncio.CancelledError:
+            dep.health.neutral()
+            self.gw.metrics.attempt(dep, "cancelled")
+            raise
+        finally:
+            if resp is not None:
+                resp.stop_reading()
+                resp.close()
+            u = self.out.usage if resp is not None else None
+            tokens = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens if u else 0
+            dep.finished(time.monotonic(), tokens)
+
+    def _failed(self, dep: Deployment, status: int | None, retry_after: float | None, message: str) -> None:
+        metrics = self.gw.metrics
+        metrics.attempt(dep, "error" if status is None else str(status))
+        if status is not None and status < 500 and status not in DEPLOYMENT_FAULTS:
+            dep.health.neutral()  # the client's own error says nothing about the deployment
+            return
+        cfg = self.gw.config.routing
+        if dep.health.failure(
+            time.monotonic(),
+            status=status,
+            retry_after=retry_after,
+            message=message,
+            threshold=cfg.cooldown_failures,
+            cooldown=cfg.cooldown_seconds,
+        ):
+            metrics.cooldown(dep)
+            log.warning(
+                "deployment %s cooling down for %.1f s after: %s",
+                dep.key,
+                (dep.health.cooldown_until or 0) - time.monotonic(),
+                message[:200],
+                extra={"deployment": dep.name},
+            )
+
+    async def _complete(
+        self, resp: UpstreamResponse, upstream: Dialect, dep: Deployment, started: float
+    ) -> None:
+        total = dep.provider.config.timeouts.total
+        if total is None:
+            body = await resp.json()
+        else:
+            try:
+                async with asyncio.timeout_at(started + total):
+                    body = await resp.json()
+            except TimeoutError:
+                raise UpstreamTimeout(f"The upstream did not finish within {total:g} s.") from None
         if not isinstance(body, dict):
             raise GatewayError("The upstream answered with JSON that is not an object.", status=502)
         public = self.creq.model
-        if self.upstream is self.client:
+        if upstream is self.client:
             self.out.usage = self.client.usage_of(body)
             if self.client.name == "anthropic":
                 self.out.stop_reason = body.get("stop_reason")
@@ -174,31 +352,64 @@ class _Exchange:
             body["model"] = public
             rendered = body
         else:
-            cresp = self.upstream.parse_response(body)
+            cresp = upstream.parse_response(body)
             self.out.usage, self.out.stop_reason = cresp.usage, cresp.stop_reason
             rendered = self.client.render_response(cresp, public)
         self.out.first_byte_at = time.perf_counter()
         await send_bytes(self.send, 200, orjson.dumps(rendered), self.headers)
 
-    async def _stream(self, resp: UpstreamResponse) -> None:
+    async def _stream(
+        self, resp: UpstreamResponse, upstream: Dialect, dep: Deployment, started: float
+    ) -> None:
         send, client, out = self.send, self.client, self.out
         public = self.creq.model
         sse = SSEDecoder()
-        passthrough = self.upstream is self.client
+        passthrough = upstream is client
         if passthrough:
-            relay = client.relay(self.creq, public, self.route.upstream_model)
+            relay = client.relay(self.creq, public, dep.upstream_model)
             tracker: Any = relay
         else:
-            decoder = self.upstream.stream_decoder()
+            decoder = upstream.stream_decoder()
             encoder = client.stream_encoder(self.creq, public)
             tracker = decoder
         translated_deltas = 0
+        timeouts = dep.provider.config.timeouts
+        idle = timeouts.idle
+        every = self.gw.config.server.keepalive_interval
+        keepalive = {"type": "http.response.body", "body": KEEPALIVE[client.name], "more_body": True}
+        clock = asyncio.get_running_loop().time
         await start_stream(send, self.headers)
         out.first_byte_at = time.perf_counter()
+        metrics = self.gw.metrics
+        metrics.streams_in_flight += 1
+        now = clock()
+        end_by = started + timeouts.total if timeouts.total is not None else float("inf")
+        idle_by = now + idle
+        ping_by = now + every if every > 0 else float("inf")
         failure: tuple[str, str] | None = None
         try:
             try:
-                async for chunk in resp.chunks():
+                while True:
+                    try:
+                        chunk = await resp.read(min(idle_by, ping_by, end_by))
+                    except TimeoutError:
+                        now = clock()
+                        if now >= end_by:
+                            failure = ("timeout_error", f"The upstream stream exceeded {timeouts.total:g} s.")
+                            break
+                        if now >= idle_by:
+                            failure = (
+                                "timeout_error",
+                                f"The upstream stream went idle for more than {idle:g} s and was closed.",
+                            )
+                            break
+                        await send(keepalive)
+                        ping_by = now + every
+                        continue
+                    if not chunk:
+                        break
+                    now = clock()
+                    idle_by = now + idle
                     pieces: list[bytes] = []
                     for frame in sse.feed(chunk):
                         if passthrough:
@@ -216,8 +427,11 @@ class _Exchange:
                         await send(
                             {"type": "http.response.body", "body": b"".join(pieces), "more_body": True}
                         )
-            except TimeoutError:
-                failure = ("timeout_error", "The upstream stream went idle for too long and was closed.")
+                        ping_by = now + every
+                        if out.first_token_at is None and (
+                            relay.deltas if passthrough else translated_deltas
+                        ):
+                            out.first_token_at = time.perf_counter()
             except aiohttp.ClientError as exc:
                 # A break after the answer is complete (only [DONE] / message_stop missing) is no failure.
                 if not (relay.complete if passthrough else tracker.stop_reason is not None):
@@ -238,6 +452,7 @@ class _Exchange:
                 out.error_kind = failure[0] if failure is not None else tracker.error.kind
             await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
         finally:
+            metrics.streams_in_flight -= 1
             # Also when the client went away and this task was cancelled: bill what was reported,
             # and at least one output token per content delta that was relayed.
             out.usage = tracker.usage

@@ -33,6 +33,9 @@ class Outcome:
     started: float = field(default_factory=time.perf_counter)
     first_byte_at: float | None = None
     finished_at: float | None = None
+    attempts: int = 0  # upstream attempts made (retries and fallbacks included); 0: none was made
+    first_token_at: float | None = None  # streams: when the first content delta was sent
+    cost_nanos: int = 0  # set by settlement: what the customer was charged
 
     @property
     def latency_ms(self) -> float | None:
