@@ -430,7 +430,7 @@ def test_secrets_and_prompts_never_logged_or_echoed(request: pytest.FixtureReque
         assert http.get("/v1/account", headers=bearer(near_miss)).status_code == 401
     time.sleep(0.5)  # let the ledger flush and the log catch up
     log = sec.log_text()
-    assert "unhandled error" in log, "the failure paths were not exercised (nothing was logged)"
+    assert "could not be reached" in log, "the failure paths were not exercised (nothing was logged)"
     secrets_ = {
         "customer key": customer.key,
         "near-miss key": near_miss,
@@ -751,13 +751,6 @@ def test_customer_routes_authenticate_before_validating(sec: Sec) -> None:
             assert resp.status_code == 401, (params, resp.text[:200])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: POST /v1/messages/count_tokens skips admission (server/count_tokens.py "
-    "handle_count_tokens only calls gw.auth.authenticate, never gw.accounting.policy / check_model / "
-    "admit): a key whose plan excludes the model, or whose account is disabled, gets 200, and on an "
-    "OpenAI-format upstream each call is a real, unmetered and unlimited one-token completion",
-)
 def test_count_tokens_enforces_the_plan_and_account_state(sec: Sec) -> None:
     with sec.client() as http:
         h = admin_headers()
@@ -911,12 +904,6 @@ def test_upstream_keys_never_echoed(sec: Sec) -> None:
                 _assert_no_upstream_secrets(resp)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an upstream error message is relayed verbatim (providers/base.py Provider._error: "
-    'f"Upstream {name!r} error: {message}"), so an upstream that quotes the key it was sent '
-    '("Incorrect API key provided: <key>") hands the gateway\'s upstream key to the customer',
-)
 def test_upstream_key_quoted_by_the_upstream_is_not_relayed(sec: Sec) -> None:
     with sec.client() as http:
         for model in ("claude-quoting", "gpt-quoting"):
@@ -929,12 +916,6 @@ def test_upstream_key_quoted_by_the_upstream_is_not_relayed(sec: Sec) -> None:
                 _assert_no_upstream_secrets(resp)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (information leak): when an upstream cannot be reached the error quotes aiohttp's "
-    "exception, with the upstream's internal host and port (providers/base.py Provider.open: "
-    'f"Upstream {name!r} could not be reached: {exc}")',
-)
 def test_unreachable_upstream_address_is_not_revealed(sec: Sec) -> None:
     with sec.client() as http:
         resp = http.post("/v1/messages", json=message("claude-closed", "hi"), headers=anthropic_auth(sec.key))

@@ -11,6 +11,7 @@ nothing of keys, accounts or the client's wire format.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
@@ -22,6 +23,8 @@ from claudestore.core.errors import GatewayError, UpstreamError, UpstreamTimeout
 
 WireFormat = Literal["anthropic", "openai"]
 Operation = Literal["generate", "count_tokens"]
+
+log = logging.getLogger("claudestore.providers")
 
 __all__ = ["Operation", "Provider", "UpstreamResponse", "WireFormat"]
 
@@ -159,7 +162,11 @@ class Provider:
                 f"Upstream {self.name!r} did not answer within {self._first_byte:g} s."
             ) from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(502, f"Upstream {self.name!r} could not be reached: {exc}") from None
+            # The exception text names the upstream's internal address: log it, never send it.
+            log.warning("upstream %r could not be reached: %s", self.name, exc)
+            raise UpstreamError(
+                502, f"Upstream {self.name!r} could not be reached ({type(exc).__name__})."
+            ) from None
         if resp.status < 300:
             return UpstreamResponse(resp, self._idle)
         raise await self._error(resp)
@@ -179,6 +186,15 @@ class Provider:
             snippet = raw[:200].decode("utf-8", "replace").strip()
             message = snippet or f"HTTP {resp.status}"
         retry_after = _retry_after(resp.headers)
+        if resp.status in (401, 403):
+            # The upstream refused the gateway's own credentials: that is the operator's problem,
+            # not the client's, and its message may quote the upstream key.
+            log.error("upstream %r refused the gateway's credentials (HTTP %s)", self.name, resp.status)
+            return UpstreamError(
+                502, f"Upstream {self.name!r} refused the gateway's credentials; the operator must fix them."
+            )
+        if self.api_key and self.api_key in message:
+            message = message.replace(self.api_key, "[redacted]")
         return UpstreamError(resp.status, f"Upstream {self.name!r} error: {message}", retry_after=retry_after)
 
 

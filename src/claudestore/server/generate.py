@@ -40,7 +40,7 @@ from claudestore.protocol.sse import SSEDecoder
 from claudestore.routing.attempts import AttemptPlan, retryable
 from claudestore.routing.deployments import Deployment
 from claudestore.routing.router import Route
-from claudestore.server.http import Request, Send, send_bytes, start_stream, wait_disconnect
+from claudestore.server.http import ClientGone, Request, Send, send_bytes, start_stream, wait_disconnect
 from claudestore.server.outcome import Outcome
 from claudestore.translate import mapping
 from claudestore.translate.dialects import DIALECTS, Dialect
@@ -51,6 +51,14 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("claudestore.generate")
+
+
+def dump_json(obj: Any) -> bytes:
+    """Serialise a request for the upstream; orjson refuses nesting deeper than 254 levels."""
+    try:
+        return orjson.dumps(obj)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidRequest(f"The request cannot be forwarded: {exc} (JSON nested too deeply?).") from None
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -161,6 +169,8 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
         out.status, out.error_kind = err.status, err.kind
         if out.first_byte_at is None:
             await send_error(send, client, err, headers)
+    except ClientGone:  # the client left before its body was complete
+        out.status, out.error_kind, out.client_disconnected = 499, "client_disconnected", True
     except Exception:
         gw.log.exception("unhandled error in request %s", req.request_id)
         err = GatewayError("The gateway failed while handling this request; it has been logged.")
@@ -224,7 +234,7 @@ class _Exchange:
                 built = self.client.prepare_passthrough(self.body, self.creq, dep.upstream_model)
             else:
                 built = upstream.build_request(self.creq, dep.upstream_model, default_max)
-            payload = self._payloads[key] = orjson.dumps(built)
+            payload = self._payloads[key] = dump_json(built)
         return upstream, payload
 
     async def run(self) -> None:
