@@ -37,6 +37,7 @@ from claudestore.core.conversation import (
 )
 from claudestore.core.errors import InvalidRequest, Unsupported
 from claudestore.translate.anthropic.response import is_gateway_signature
+from claudestore.translate.fields import typed
 
 __all__ = ["EFFORT_BUDGETS", "JSON_OBJECT_INSTRUCTION", "build_request", "parse_request"]
 
@@ -73,18 +74,9 @@ def _req_source(block: JSON, param: str) -> JSON:
     return source
 
 
-_WHAT = {str: "a string", bool: "a boolean", list: "a list", dict: "an object", int: "an integer"}
-
-
 def _opt(obj: JSON, key: str, kind: type, param: str | None = None) -> Any:
     """``obj[key]`` if present and not null, checked to be a ``kind`` (float: any number)."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    types: Any = (int, float) if kind is float else kind
-    if not isinstance(value, types) or (isinstance(value, bool) and kind is not bool):
-        raise _fail(param or key, f"must be {_WHAT.get(kind, 'a number')}, got {type(value).__name__}")
-    return value
+    return typed(obj, key, kind, param or key, _fail, "must be")
 
 
 def _cache_control(block: JSON, param: str) -> JSON | None:

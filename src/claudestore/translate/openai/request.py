@@ -31,6 +31,7 @@ from claudestore.core.conversation import (
     Unknown,
 )
 from claudestore.core.errors import InvalidRequest, Unsupported
+from claudestore.translate.fields import typed
 from claudestore.translate.openai.response import parse_arguments, tool_call
 
 __all__ = ["build_request", "parse_data_url", "parse_request"]
@@ -51,13 +52,7 @@ def _fail(param: str, problem: str) -> InvalidRequest:
 
 def _opt(obj: JSON, key: str, kind: type, param: str | None = None) -> Any:
     """``obj[key]`` if present and not null, checked to be a ``kind`` (float: any number)."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    types: Any = (int, float) if kind is float else kind
-    if not isinstance(value, types) or (isinstance(value, bool) and kind is not bool):
-        raise _fail(param or key, f"expected {_WHAT.get(kind, 'a number')}, got {type(value).__name__}")
-    return value
+    return typed(obj, key, kind, param or key, _fail, "expected", _WHAT)
 
 
 def _req(obj: JSON, key: str, kind: type, param: str) -> Any:
