@@ -510,13 +510,6 @@ def _peak_rss_during(pid: int, work: Any) -> int:
     return peak - base
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the customer API reads the whole body before checking its size or the caller's key "
-    "(api/common.py json_body: `await request.body()` then the 1 MiB check; api/account.py create_key "
-    "and redeem call it before authenticating), so an anonymous chunked upload is buffered in full "
-    "(96 MiB → ~200 MiB RSS) and then answered 400, not 413 (or 401)",
-)
 def test_customer_api_rejects_oversized_anonymous_uploads_without_buffering(sec: Sec) -> None:
     size = 96 * 1024 * 1024
 
@@ -540,12 +533,6 @@ def test_customer_api_rejects_oversized_anonymous_uploads_without_buffering(sec:
         assert result[0].status_code in (401, 413), result[0].text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: no request-header size limit: server.max_header_bytes (64 KiB) is passed to uvicorn "
-    "as h11_max_incomplete_event_size (cli/main.py serve), which the httptools parser the gateway "
-    "runs with ignores; a 1 MiB header, or 5,000 headers (500 KiB), is accepted (200) instead of 431/400",
-)
 def test_request_header_limit(sec: Sec) -> None:
     auth = [f"x-api-key: {sec.key}", "anthropic-version: 2023-06-01", "content-type: application/json"]
     body = json.dumps(message("claude-test", "hi")).encode()
@@ -730,13 +717,6 @@ def test_customer_routes_refuse_anonymous_and_operator_callers(sec: Sec) -> None
                 anthropic_error(resp)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the customer API validates bodies and query strings before authenticating "
-    "(api/account.py create_key and redeem call json_body / reject_unknown, usage checks group_by, "
-    "from and to, all before self.caller), so an anonymous caller gets 400 (with the field list) "
-    "instead of 401",
-)
 def test_customer_routes_authenticate_before_validating(sec: Sec) -> None:
     with sec.client() as http:
         for path, body in (

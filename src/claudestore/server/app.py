@@ -173,6 +173,24 @@ class GatewayApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gateway
         path: str = scope["path"]
+        headers = scope["headers"]
+        if (
+            len(headers) > 100
+            or sum(len(k) + len(v) for k, v in headers) > self.config.server.max_header_bytes
+        ):
+            # httptools (unlike h11) has no header size limit of its own.
+            req = Request(scope, receive)
+            size = sum(len(k) + len(v) for k, v in headers)
+            err = GatewayError(
+                f"Request headers are too large ({len(headers)} headers, {size} bytes); the limit is 100 "
+                f"headers and {self.config.server.max_header_bytes} bytes.",
+                status=431,
+                kind="invalid_request_error",
+            )
+            await send_error(
+                send, _dialect_for(req), err, {"request-id": req.request_id, "x-request-id": req.request_id}
+            )
+            return
         if gw is not None and path == "/admin/upstreams":
             await self._upstreams(gw, scope, receive, send)
             return
