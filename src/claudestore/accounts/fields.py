@@ -55,6 +55,8 @@ def text(value: Any, field: str, *, max_len: int, allow_empty: bool = False) -> 
         raise InvalidRequest(f"{field}: must not be empty", param=field)
     if len(value) > max_len:
         raise InvalidRequest(f"{field}: at most {max_len} characters (got {len(value)})", param=field)
+    if "\x00" in value:  # PostgreSQL's text type cannot hold NUL
+        raise InvalidRequest(f"{field}: must not contain the NUL character (U+0000)", param=field)
     return value
 
 
@@ -133,6 +135,8 @@ def patterns(value: Any, field: str = "allowed_models") -> list[str]:
             )
         if len(item) > 200:
             raise InvalidRequest(f"{field}[{i}]: at most 200 characters", param=field)
+        if "\x00" in item:
+            raise InvalidRequest(f"{field}[{i}]: must not contain the NUL character (U+0000)", param=field)
         if item.strip() not in result:
             result.append(item.strip())
     if not result:
@@ -147,7 +151,7 @@ def optional_patterns(value: Any, field: str = "allowed_models") -> list[str] | 
 def timestamp(value: Any, field: str) -> datetime:
     """An ISO 8601 time (``2026-01-31T12:00:00Z``) or date (midnight UTC); naive means UTC."""
     if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return _to_utc(value, field, value)
     if not isinstance(value, str):
         raise _bad(field, "an ISO 8601 date or time", value)
     raw = value.strip()
@@ -164,7 +168,20 @@ def timestamp(value: Any, field: str) -> datetime:
             f"{field}: {value!r} is not an ISO 8601 date or time (e.g. 2026-01-31 or 2026-01-31T12:00:00Z)",
             param=field,
         ) from None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return _to_utc(parsed, field, value)
+
+
+def _to_utc(parsed: datetime, field: str, value: Any) -> datetime:
+    """``parsed`` in UTC (naive means UTC); 400 if the offset moves it past year 1 or 9999."""
+    if not parsed.tzinfo:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidRequest(
+            f"{field}: {value!r} is outside the supported range of dates (years 1 to 9999 in UTC)",
+            param=field,
+        ) from None
 
 
 def expiry(data: Mapping[str, Any], now: datetime) -> datetime | None:

@@ -12,7 +12,7 @@ These are plain SELECTs with no business rules, so this module is its own reposi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, case, func, select
@@ -55,7 +55,9 @@ def time_range(start: Any, end: Any) -> tuple[datetime | None, datetime | None]:
     if end not in (None, ""):
         upper = fields.timestamp(end, "to")
         if isinstance(end, str) and len(end.strip()) == 10:
-            upper += timedelta(days=1)
+            # the whole day; the last day of the calendar runs to the largest representable time
+            last = datetime.max.replace(tzinfo=UTC)
+            upper = upper + timedelta(days=1) if last - upper >= timedelta(days=1) else last
     if lower and upper and upper <= lower:
         raise InvalidRequest("to: must be after from", param="to")
     return lower, upper

@@ -32,7 +32,7 @@ from claudestore.api.common import (
     query_str,
     report_credit,
 )
-from claudestore.core.errors import InvalidRequest, PermissionDenied
+from claudestore.core.errors import InvalidRequest, NotFound, PermissionDenied
 from claudestore.storage.auth import KeyInfo
 from claudestore.storage.db import Database
 from claudestore.storage.models import ApiKey, utcnow
@@ -58,10 +58,16 @@ class AccountAPI:
         self.authenticate = authenticate
         self.on_credit = on_credit
 
-    async def caller(self, request: Request, session: AsyncSession) -> Caller:
-        """Authenticate, then read the key's account (KeyInfo does not carry it)."""
+    async def caller(self, request: Request, session: AsyncSession | None = None) -> Caller:
+        """Authenticate, then read the key's account (KeyInfo does not carry it). Without a
+        ``session`` the lookup uses its own, so handlers can authenticate before reading the
+        body or checking the query string, without holding a connection while they do."""
         info = await self.authenticate(api_key(request))
-        key = await keys.get_key(session, info.id)  # NotFound only if deleted in the meantime
+        if session is None:
+            async with self.db.session() as own:
+                key = await keys.get_key(own, info.id)
+        else:
+            key = await keys.get_key(session, info.id)  # NotFound only if deleted in the meantime
         if key.account_id is None:
             raise PermissionDenied(OPERATOR_KEY)
         return Caller(key.id, key.account_id)
@@ -105,12 +111,12 @@ class AccountAPI:
         )
 
     async def usage(self, request: Request) -> Response:
+        who = await self.caller(request)
         group_by = query_str(request, "group_by")
         if group_by is not None:
             fields.choice(group_by, "group_by", CUSTOMER_GROUPS)
         start, end = usage.time_range(query_str(request, "from"), query_str(request, "to"))
         async with self.db.session() as s:
-            who = await self.caller(request, s)
             filters: dict[str, Any] = {"account_id": who.account_id, "start": start, "end": end}
             rows = await usage.summarize(s, group_by=group_by, **filters) if group_by else []
             (total,) = await usage.summarize(s, **filters)
@@ -125,10 +131,10 @@ class AccountAPI:
         )
 
     async def requests(self, request: Request) -> Response:
+        who = await self.caller(request)
         limit = query_int(request, "limit", 50, minimum=1, maximum=500) or 50
         before_id = query_int(request, "before_id")
         async with self.db.session() as s:
-            who = await self.caller(request, s)
             rows = await usage.recent(s, account_id=who.account_id, limit=limit + 1, before_id=before_id)
         page = rows[:limit]
         return JSONResponse(
@@ -148,28 +154,31 @@ class AccountAPI:
     async def create_key(self, request: Request) -> Response:
         """``name``, ``expires_at`` / ``expires_in_days``, ``allowed_models`` and limits: all of
         them can only narrow what the plan allows, so customers may set them."""
+        who = await self.caller(request)
         data = await json_body(request)
         fields.reject_unknown(data, CUSTOMER_KEY_FIELDS)
         async with self.db.session() as s:
-            who = await self.caller(request, s)
             raw, row = await keys.create_account_key(s, who.account_id, data)
             await s.commit()
         return JSONResponse(serialize.created_key(raw, row), status_code=201)
 
     async def revoke_key(self, request: Request) -> Response:
+        who = await self.caller(request)
+        key_id = request.path_params["key_id"]
+        if not 1 <= key_id <= fields.MAX_INT32:  # beyond the id column: the database cannot bind it
+            raise NotFound(f"No API key with id {key_id}.")
         async with self.db.session() as s:
-            who = await self.caller(request, s)
-            row: ApiKey = await keys.revoke_key(s, request.path_params["key_id"], account_id=who.account_id)
+            row: ApiKey = await keys.revoke_key(s, key_id, account_id=who.account_id)
             await s.commit()
         return JSONResponse(serialize.key(row))
 
     async def redeem(self, request: Request) -> Response:
+        who = await self.caller(request)
         data = await json_body(request)
         fields.reject_unknown(data, ("code",))
         if "code" not in data:
             raise InvalidRequest("code: required", param="code")
         async with self.db.session() as s:
-            who = await self.caller(request, s)
             result = await codes.redeem(s, who.account_id, data["code"])
             balance = (await accounts.get_account(s, who.account_id)).balance_nanos
             await s.commit()

@@ -30,6 +30,7 @@ from claudestore.api.common import (
     JSONResponse,
     OnCredit,
     api_key,
+    checked_ids,
     error_response,
     json_body,
     query_bool,
@@ -406,7 +407,7 @@ class AdminAPI:
             ("/admin/usage/requests", {"GET": self.requests}),
         ]
         return [
-            Route(path, handler, methods=[method])
+            Route(path, checked_ids(handler), methods=[method])
             for path, handlers in table
             for method, handler in handlers.items()
         ]

@@ -3,6 +3,7 @@ request ids, body and query parsing, and reporting committed credit to the limit
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -16,7 +17,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from claudestore.accounts import fields
-from claudestore.core.errors import ERROR_KINDS, GatewayError, InternalError, InvalidRequest
+from claudestore.core.errors import (
+    ERROR_KINDS,
+    GatewayError,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    RequestTooLarge,
+)
 from claudestore.server.http import new_request_id
 from claudestore.storage.billing_models import CreditEntry
 
@@ -106,6 +114,23 @@ EXCEPTION_HANDLERS: Mapping[Any, Callable[[Request, Exception], Awaitable[Respon
 MIDDLEWARE = [Middleware(RequestIdMiddleware)]
 
 
+def checked_ids(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a route handler: an integer path id outside the id columns' range (1 to 2^31 - 1,
+    PostgreSQL's INTEGER) answers 404 before it reaches the database, which cannot bind it."""
+
+    @functools.wraps(handler)
+    async def guarded(request: Request) -> Response:
+        for name, value in request.path_params.items():
+            if isinstance(value, int) and not 1 <= value <= fields.MAX_INT32:
+                label = name.removesuffix("_id").replace("_", " ")
+                raise NotFound(f"No {label} with id {value}.")
+        return await handler(request)
+
+    return guarded
+
+
 def api_key(request: Request) -> str | None:
     """The key from ``x-api-key`` or ``Authorization: Bearer``, as the gateway reads it."""
     key = request.headers.get("x-api-key")
@@ -119,12 +144,19 @@ def api_key(request: Request) -> str | None:
 
 async def json_body(request: Request) -> dict[str, Any]:
     """The request body as a JSON object; an empty body is ``{}``."""
+    too_large = RequestTooLarge(f"Body is larger than {MAX_BODY_BYTES} bytes.")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise InvalidRequest(f"Body is larger than {MAX_BODY_BYTES} bytes.")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidRequest(f"Body is larger than {MAX_BODY_BYTES} bytes.")
+        raise too_large
+    # Stop reading as soon as the limit is passed: a chunked upload is never buffered in full.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         return {}
     try:
