@@ -56,7 +56,10 @@ ROUTING = {
 
 
 RETRIED = (408, 429, 500, 502, 503, 504, 529)
-NOT_RETRIED = (400, 401, 403, 404, 413, 422)
+NOT_RETRIED = (400, 404, 413, 422)
+# The upstream refused the gateway's own credentials: the operator's problem, not the client's.
+# It is a 502 (never the client's 401/403), tried on the other deployments like any 5xx.
+CREDENTIALS = (401, 403)
 
 
 def upstream(name: str, fake: FakeUpstream, *, fmt: str = "anthropic", fault: str = "", **extra: Any) -> dict:
@@ -199,7 +202,7 @@ def rgw(
             {"id": "inproc-model", "upstream": "inproc", "upstream_model": "slow-model"},
             *(
                 {"id": f"status-{code}", "deployments": [dep("ok-a"), dep("ok-b"), dep("ok-o")]}
-                for code in (*RETRIED, *NOT_RETRIED)
+                for code in (*RETRIED, *NOT_RETRIED, *CREDENTIALS)
             ),
             {
                 "id": "rpm-model",
@@ -410,21 +413,22 @@ ANTHROPIC_STATUS = {502: 529, 503: 529, 422: 400}
 OPENAI_STATUS = {502: 503, 503: 503, 529: 503}
 
 
-@pytest.mark.parametrize("code", [*RETRIED, *NOT_RETRIED])
+@pytest.mark.parametrize("code", [*RETRIED, *NOT_RETRIED, *CREDENTIALS])
 async def test_status_matrix_before_the_first_byte(
     http: httpx.AsyncClient, rgw: Gateway, db: Database, fake_log: FakeLog, code: int
 ) -> None:
     """Every upstream error status, on three deployments (two Anthropic-format, one
     OpenAI-format): retried ones use all three, client errors one; the client gets the last
     error in its own envelope and status; one ledger row with the attempts."""
-    attempts = 3 if code in RETRIED else 1
+    attempts = 1 if code in NOT_RETRIED else 3
+    seen = 502 if code in CREDENTIALS else code  # what the gateway makes of the upstream's status
     for endpoint in ("anthropic", "openai"):
         await fake_log.clear()
         messages = hello(f"[[fake status={code}]]")
         if endpoint == "anthropic":
             body = {"model": f"status-{code}", "max_tokens": 20, "messages": messages}
             resp = await http.post("/v1/messages", json=body, headers={"x-api-key": rgw.key})
-            assert resp.status_code == ANTHROPIC_STATUS.get(code, code)
+            assert resp.status_code == ANTHROPIC_STATUS.get(seen, seen)
             error = resp.json()["error"]
             assert resp.json()["type"] == "error" and error["type"] in (
                 "invalid_request_error",
@@ -442,14 +446,14 @@ async def test_status_matrix_before_the_first_byte(
             resp = await http.post(
                 "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {rgw.key}"}
             )
-            assert resp.status_code == OPENAI_STATUS.get(code, code)
+            assert resp.status_code == OPENAI_STATUS.get(seen, seen)
             error = resp.json()["error"]
             assert set(error) == {"message", "type", "param", "code"}
         assert error["message"].startswith("Upstream 'ok-")
         tried = await fake_log.deployments()
         assert len(tried) == attempts and len(set(tried)) == attempts  # never the same one twice here
         row = await ledger_row(db, resp.headers["request-id"])
-        assert (row.status, row.attempts) == (code, attempts)
+        assert (row.status, row.attempts) == (seen, attempts)
 
 
 async def test_deployment_rpm_spills_to_the_next_priority(oai: openai.AsyncOpenAI, fake_log: FakeLog) -> None:
