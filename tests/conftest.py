@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 import pytest_asyncio
 
 from tests.support.servers import FakeUpstream, Gateway, start_fake_upstream, start_gateway, stop
+from tests.support.upstream_log import UpstreamLog
 
 pytest_plugins = ["tests.support.databases", "tests.support.sse"]
 
@@ -44,15 +46,27 @@ async def gateway(
         stop(gw.proc)
 
 
-@pytest.fixture
-def claude(gateway: Gateway) -> anthropic.AsyncAnthropic:
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def claude(gateway: Gateway) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    """One client per module: building an SDK client costs far more than a call."""
     import anthropic
 
-    return anthropic.AsyncAnthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
+    client = anthropic.AsyncAnthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
+    yield client
+    await client.close()
 
 
-@pytest.fixture
-def oai(gateway: Gateway) -> openai.AsyncOpenAI:
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def oai(gateway: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
     import openai
 
-    return openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key=gateway.key, max_retries=0)
+    client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key=gateway.key, max_retries=0)
+    yield client
+    await client.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def upstream(fake_upstream: FakeUpstream) -> AsyncIterator[UpstreamLog]:
+    """What the shared fake upstream received (tests/support/upstream_log.py)."""
+    async with httpx.AsyncClient(base_url=fake_upstream.url) as http:
+        yield UpstreamLog(http)

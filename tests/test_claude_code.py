@@ -39,12 +39,16 @@ def run_claude(gateway: Gateway, model: str, prompt: str, home: Path) -> dict:
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 0, f"claude exited {proc.returncode}: {proc.stdout[-2000:]} {proc.stderr[-2000:]}"
+    assert proc.returncode == 0, (
+        f"claude exited {proc.returncode}: {proc.stdout[-2000:]} {proc.stderr[-2000:]}"
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("model", ["claude-test", "claude-via-openai"])
-def test_claude_code_answers(gateway: Gateway, fake_upstream: FakeUpstream, tmp_path: Path, model: str) -> None:
+def test_claude_code_answers(
+    gateway: Gateway, fake_upstream: FakeUpstream, tmp_path: Path, model: str
+) -> None:
     result = run_claude(gateway, model, "Say hello [[fake tokens=4]]", tmp_path)
     assert result["is_error"] is False, result
     assert result["result"] == "lorem ipsum dolor sit"
@@ -54,14 +58,18 @@ def test_claude_code_answers(gateway: Gateway, fake_upstream: FakeUpstream, tmp_
 
 
 @pytest.mark.parametrize("model", ["claude-test", "claude-via-openai"])
-def test_claude_code_tool_turn(gateway: Gateway, fake_upstream: FakeUpstream, tmp_path: Path, model: str) -> None:
+def test_claude_code_tool_turn(
+    gateway: Gateway, fake_upstream: FakeUpstream, tmp_path: Path, model: str
+) -> None:
     """The fake answers the first turn with a call to the Read tool; Claude Code runs it,
     sends the tool result back through the gateway, and the second turn ends the task."""
     result = run_claude(gateway, model, "Read a file [[fake tool=Read tokens=2]]", tmp_path)
     assert result["is_error"] is False, result
     assert result["num_turns"] == 2
     # The second request the upstream saw carries the tool result for the tool call it made.
-    bodies = [r["body"] for r in fake_upstream.requests(50) if r["path"].endswith(("/messages", "/completions"))]
+    bodies = [
+        r["body"] for r in fake_upstream.requests(50) if r["path"].endswith(("/messages", "/completions"))
+    ]
     last = bodies[-1]["messages"]
     if model == "claude-test":
         blocks = [b for m in last if isinstance(m["content"], list) for b in m["content"]]

@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import openai
 import pytest
 import yaml
 
-from claudestore.fake_upstream.script import THINK_WORDS, TOOL_INPUT, WORDS, count_input_tokens
-from tests.support.servers import FakeUpstream, Gateway
+from claudestore.fake_upstream.script import THINK_WORDS, TOOL_INPUT, count_input_tokens
+from tests.support.servers import Gateway
+from tests.support.upstream_log import (
+    UPSTREAM_FORMAT,
+    UpstreamLog,
+    collect,
+    user,
+    words,
+)
 
 MODELS = ["gpt-test", "claude-test"]
-UPSTREAM_FORMAT = {"claude-test": "anthropic", "gpt-test": "openai"}
-UPSTREAM_MODEL = {"claude-test": "fake-claude", "gpt-test": "fake-gpt"}
-UPSTREAM_PATH = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions"}
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
@@ -44,59 +45,6 @@ PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(32))).decode()
 @pytest.fixture(params=MODELS)
 def model(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture(scope="module")
-async def oai(gateway: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
-    """conftest's client, shared by the module: building an SDK client costs far more than a call."""
-    client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key=gateway.key, max_retries=0)
-    yield client
-    await client.close()
-
-
-class UpstreamLog:
-    """What the fake upstream received: ``FakeUpstream.last_request()`` over one shared async client."""
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
-
-    async def last(self) -> dict[str, Any]:
-        resp = await self.http.get("/_fake/requests", params={"limit": 1})
-        resp.raise_for_status()
-        last: dict[str, Any] = resp.json()[-1]
-        return last
-
-    async def body(self, model: str) -> dict[str, Any]:
-        """The body of the last request, checked to be a generation for ``model``'s upstream."""
-        last = await self.last()
-        assert last["path"] == UPSTREAM_PATH[UPSTREAM_FORMAT[model]], last["path"]
-        body: dict[str, Any] = last["body"]
-        assert body["model"] == UPSTREAM_MODEL[model]
-        return body
-
-    async def prompt_tokens(self, model: str, cache_read: int = 0, cache_write: int = 0) -> int:
-        """The OpenAI ``prompt_tokens`` of the fake's report on the last request (cache included)."""
-        body = await self.body(model)
-        return count_input_tokens(body, UPSTREAM_FORMAT[model]) + cache_read + cache_write  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="module")
-async def upstream(fake_upstream: FakeUpstream) -> AsyncIterator[UpstreamLog]:
-    async with httpx.AsyncClient(base_url=fake_upstream.url) as http:
-        yield UpstreamLog(http)
-
-
-def words(n: int, source: tuple[str, ...] = WORDS) -> str:
-    """The text of the fake's first ``n`` tokens."""
-    return " ".join(source[k % len(source)] for k in range(n))
-
-
-def user(text: str) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": text}]
-
-
-async def chunks_of(stream: Any) -> list[Any]:
-    return [chunk async for chunk in stream]
 
 
 def reasoning_of(obj: Any) -> str | None:
@@ -136,7 +84,7 @@ async def test_stream_with_usage(oai: openai.AsyncOpenAI, upstream: UpstreamLog,
         stream_options={"include_usage": True},
     )
     assert stream.response.headers["x-request-id"].startswith("req_")
-    chunks = await chunks_of(stream)
+    chunks = await collect(stream)
     prompt = await upstream.prompt_tokens(model, cache_read=7, cache_write=3)
     assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
     assert {c.model for c in chunks} == {model}
@@ -173,7 +121,7 @@ async def test_stream_without_usage(
         stream=True,
         **extra,
     )
-    chunks = await chunks_of(stream)
+    chunks = await collect(stream)
     body = await upstream.body(model)
     if UPSTREAM_FORMAT[model] == "openai":  # the gateway asks for usage anyway, to bill
         assert body["stream_options"]["include_usage"] is True
@@ -226,7 +174,7 @@ async def test_tools_streamed(oai: openai.AsyncOpenAI, model: str) -> None:
         tools=[WEATHER_TOOL],  # type: ignore[list-item]
         stream=True,
     )
-    chunks = await chunks_of(stream)
+    chunks = await collect(stream)
     fragments = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
     assert len(fragments) >= 3  # the first with id/name, then argument pieces
     first, rest = fragments[0], fragments[1:]
@@ -339,7 +287,7 @@ async def test_thinking(oai: openai.AsyncOpenAI, model: str) -> None:
         messages=user("Think first [[fake thinking=5 tokens=3]]"),  # type: ignore[arg-type]
         stream=True,
     )
-    chunks = await chunks_of(stream)
+    chunks = await collect(stream)
     kinds = []
     for c in chunks:
         delta = c.choices[0].delta
@@ -374,7 +322,7 @@ async def test_finish_length(oai: openai.AsyncOpenAI, upstream: UpstreamLog, mod
         stream=True,
         **{field: 3},  # type: ignore[arg-type]
     )
-    chunks = await chunks_of(stream)
+    chunks = await collect(stream)
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
         "length"
     ]
@@ -525,139 +473,3 @@ async def test_models_list_and_retrieve(oai: openai.AsyncOpenAI, gateway: Gatewa
     with pytest.raises(openai.NotFoundError) as info:
         await oai.models.retrieve("no-such-model")
     assert info.value.code == "model_not_found"
-
-
-# --- errors ----------------------------------------------------------------------------------
-
-
-def check_error(exc: openai.APIStatusError, status: int) -> dict[str, Any]:
-    assert exc.status_code == status
-    raw = exc.response.json()
-    assert set(raw) == {"error"}
-    error = raw["error"]
-    assert set(error) >= {"message", "type", "param", "code"}
-    assert isinstance(error["message"], str) and error["message"]
-    assert "Traceback" not in error["message"]
-    rid = exc.response.headers["x-request-id"]
-    assert rid.startswith("req_") and exc.request_id == rid
-    assert exc.code == error["code"] and exc.type == error["type"] and exc.param == error["param"]
-    error_obj: dict[str, Any] = error
-    return error_obj
-
-
-async def test_authentication_error(gateway: Gateway) -> None:
-    client = openai.AsyncOpenAI(
-        base_url=gateway.url + "/v1", api_key="sk-cs-" + secrets.token_urlsafe(32), max_retries=0
-    )
-    with pytest.raises(openai.AuthenticationError) as info:
-        await client.chat.completions.create(model="gpt-test", messages=user("Hi"))  # type: ignore[arg-type]
-    error = check_error(info.value, 401)
-    assert error["code"] == "invalid_api_key"
-
-
-async def test_bad_request_n(oai: openai.AsyncOpenAI, model: str) -> None:
-    with pytest.raises(openai.BadRequestError) as info:
-        await oai.chat.completions.create(model=model, messages=user("Hi"), n=2)  # type: ignore[arg-type]
-    error = check_error(info.value, 400)
-    assert error["type"] == "invalid_request_error" and error["param"] == "n"
-
-
-async def test_bad_request_invalid_json(gateway: Gateway) -> None:
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
-        resp = await http.post(
-            "/v1/chat/completions",
-            content=b'{"model": "gpt-test", "messages": [',
-            headers={"authorization": f"Bearer {gateway.key}", "content-type": "application/json"},
-        )
-    assert resp.status_code == 400
-    body = resp.json()
-    assert set(body) == {"error"}
-    assert body["error"]["type"] == "invalid_request_error"
-    assert "JSON" in body["error"]["message"]
-    assert set(body["error"]) >= {"message", "type", "param", "code"}
-    assert resp.headers["x-request-id"].startswith("req_")
-
-
-async def test_not_found_model(oai: openai.AsyncOpenAI) -> None:
-    with pytest.raises(openai.NotFoundError) as info:
-        await oai.chat.completions.create(model="gpt-unknown-9", messages=user("Hi"))  # type: ignore[arg-type]
-    error = check_error(info.value, 404)
-    assert error["code"] == "model_not_found"
-    assert "gpt-unknown-9" in error["message"]
-
-
-@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
-async def test_rate_limit_error(oai: openai.AsyncOpenAI, model: str, stream: bool) -> None:
-    with pytest.raises(openai.RateLimitError) as info:
-        await oai.chat.completions.create(
-            model=model,
-            messages=user("Hi [[fake status=429 retry_after=2]]"),  # type: ignore[arg-type]
-            stream=stream,
-        )
-    error = check_error(info.value, 429)
-    assert error["code"] == "rate_limit_exceeded"
-    assert info.value.response.headers["retry-after"] == "2"
-
-
-@pytest.mark.parametrize(("upstream_status", "status"), [(529, 503), (500, 500)])
-async def test_upstream_server_errors(
-    oai: openai.AsyncOpenAI, model: str, upstream_status: int, status: int
-) -> None:
-    with pytest.raises(openai.InternalServerError) as info:
-        await oai.chat.completions.create(
-            model=model,
-            messages=user(f"Hi [[fake status={upstream_status}]]"),  # type: ignore[arg-type]
-        )
-    error = check_error(info.value, status)
-    assert error["type"] == "server_error"
-    assert "Upstream" in error["message"]
-
-
-@pytest.mark.parametrize("knob", ["error_after=4", "cut_after=4"])
-async def test_mid_stream_failure(oai: openai.AsyncOpenAI, model: str, knob: str) -> None:
-    stream = await oai.chat.completions.create(
-        model=model,
-        messages=user(f"Hi [[fake {knob}]]"),  # type: ignore[arg-type]
-        stream=True,
-    )
-    seen: list[Any] = []
-    with pytest.raises(openai.APIError) as info:
-        async for chunk in stream:
-            seen.append(chunk)
-    exc = info.value
-    assert not isinstance(exc, openai.APIStatusError)  # an in-stream error: no HTTP status
-    assert exc.message and exc.type == "server_error"
-    assert seen and seen[0].choices[0].delta.role == "assistant"
-    assert not any(c.choices and c.choices[0].finish_reason for c in seen)
-
-
-async def test_request_id_headers(oai: openai.AsyncOpenAI, model: str) -> None:
-    raw = await oai.chat.completions.with_raw_response.create(model=model, messages=user("Hi"))  # type: ignore[arg-type]
-    rid = raw.headers["x-request-id"]
-    assert rid.startswith("req_") and raw.headers["request-id"] == rid
-    completion = raw.parse()
-    assert completion._request_id == rid
-
-
-# The upstream connection breaks when the answer is complete and only its end marker is missing.
-COMPLETE_THEN_CUT = {
-    # OpenAI (the gateway asks for usage), tokens=2: role, 2 texts, finish_reason, usage | [DONE]
-    "gpt-test": "[[fake tokens=2 cut_after=5]]",
-    # Anthropic, tokens=2: message_start, ping, block start, 2 deltas, block stop, message_delta | message_stop
-    "claude-test": "[[fake tokens=2 cut_after=7]]",
-}
-
-
-async def test_cut_after_complete_answer(oai: openai.AsyncOpenAI, model: str) -> None:
-    """No error after a whole answer: EOF without ``message_stop`` / ``[DONE]`` is tolerated by the SDKs."""
-    stream = await oai.chat.completions.create(
-        model=model,
-        messages=user("Hi " + COMPLETE_THEN_CUT[model]),  # type: ignore[arg-type]
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    chunks = await chunks_of(stream)
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == words(2)
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
-        "stop"
-    ]

@@ -22,7 +22,9 @@ def require_js_client(relative: str) -> Path:
     path = NODE_MODULES / relative
     if path.exists() and shutil.which("node"):
         return path
-    reason = f"{relative} is not installed under {NODE_MODULES} (run `make test`, which runs npm install there)"
+    reason = (
+        f"{relative} is not installed under {NODE_MODULES} (run `make test`, which runs npm install there)"
+    )
     if os.environ.get("CLAUDESTORE_REQUIRE_CLIENTS") == "1":
         pytest.fail(reason)
     pytest.skip(reason)

@@ -166,7 +166,13 @@ def create_key(config_path: Path, name: str = "test") -> str:
 
 
 def start_gateway(
-    tmp: Path, upstream: FakeUpstream, database_url: str, workers: int = 1, *, name: str = "gateway", **extra: Any
+    tmp: Path,
+    upstream: FakeUpstream,
+    database_url: str,
+    workers: int = 1,
+    *,
+    name: str = "gateway",
+    **extra: Any,
 ) -> Gateway:
     """Start a gateway process; ``extra`` top-level config sections (e.g. ``limits``) are merged in."""
     config_path = tmp / f"{name}.yaml"
