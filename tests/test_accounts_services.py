@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from claudestore.accounts import accounts, codes, credit, keys, plans, prices, subscriptions, usage
@@ -138,6 +138,19 @@ async def test_accounts_and_members(db: Database) -> None:
     assert await entries(db, account_id) == []  # cascaded
 
 
+async def test_count_accounts(db: Database) -> None:
+    async with db.session() as s:
+        assert await accounts.count_accounts(s) == accounts.AccountCounts(total=0, disabled=0)
+    ids = [await new_account(db, f"account {n}") for n in range(3)]
+    await tx(db, lambda s: accounts.set_disabled(s, ids[1], True))
+    async with db.session() as s:
+        assert await accounts.count_accounts(s) == accounts.AccountCounts(total=3, disabled=1)
+    await tx(db, lambda s: accounts.set_disabled(s, ids[1], False))
+    await tx(db, lambda s: accounts.delete_account(s, ids[2]))
+    async with db.session() as s:
+        assert await accounts.count_accounts(s) == accounts.AccountCounts(total=2, disabled=0)
+
+
 # -- plans -----------------------------------------------------------------------------------
 
 
@@ -241,6 +254,63 @@ async def test_subscribe_grants_credit_and_replaces(db: Database) -> None:
         await tx(db, lambda s: subscriptions.subscribe(s, account_id, "nope"))
     with pytest.raises(NotFound, match="No account"):
         await tx(db, lambda s: subscriptions.subscribe(s, 999, "monthly"))
+
+
+async def test_active_for_many_accounts_in_one_query(db: Database) -> None:
+    async with db.session() as s:
+        assert await subscriptions.active_for(s, []) == {}
+        assert await subscriptions.count_active(s) == 0
+    basic = await tx(db, lambda s: plans.create_plan(s, {"name": "basic"}))
+    pro = await tx(db, lambda s: plans.create_plan(s, {"name": "pro"}))
+    switched, cancelled, lapsed, doubled, never = [
+        await new_account(db, name) for name in ("switched", "cancelled", "lapsed", "doubled", "never")
+    ]
+    await tx(db, lambda s: subscriptions.subscribe(s, switched, basic.id))
+    await tx(db, lambda s: subscriptions.subscribe(s, switched, pro.id))  # cancels basic
+    await tx(db, lambda s: subscriptions.subscribe(s, cancelled, basic.id))
+    await tx(db, lambda s: subscriptions.cancel(s, cancelled))
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    # Its period ended long ago but its status is still active: like active(), active_for reports it.
+    await tx(db, lambda s: subscriptions.subscribe(s, lapsed, basic.id, now=long_ago))
+
+    async def two_active(s: AsyncSession) -> None:  # the services never leave two; the newest wins
+        for plan in (basic, pro):
+            end = add_period(long_ago, "year")
+            s.add(Subscription(account_id=doubled, plan_id=plan.id, period_start=long_ago, period_end=end))
+        await s.flush()
+
+    await tx(db, two_active)
+
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    wanted = [switched, cancelled, lapsed, doubled, never, 999_999, switched]
+    async with db.session() as s:
+        one_by_one = {i: current for i in wanted if (current := await subscriptions.active(s, i)) is not None}
+        event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            found = await subscriptions.active_for(s, wanted)
+            assert len(statements) == 1
+            statements.clear()
+            batches = await subscriptions.active_for(
+                s, [*wanted, *range(10**9, 10**9 + subscriptions.ACTIVE_FOR_BATCH)]
+            )
+            assert len(statements) == 2  # one query per batch of ids
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+        assert {i: (sub.id, plan.id) for i, (sub, plan) in found.items()} == {
+            i: (sub.id, plan.id) for i, (sub, plan) in one_by_one.items()
+        }
+        assert {i: plan.name for i, (_, plan) in found.items()} == {
+            switched: "pro",
+            lapsed: "basic",
+            doubled: "pro",
+        }
+        assert all(sub.account_id == i and sub.status == "active" for i, (sub, _) in found.items())
+        assert batches.keys() == found.keys()
+        assert await subscriptions.count_active(s) == 3  # doubled once; cancelled and never not at all
 
 
 async def test_top_up_and_adjust(db: Database) -> None:

@@ -47,6 +47,21 @@ def test_full_config_parses_and_resolves_secrets(monkeypatch: pytest.MonkeyPatch
         (lambda c: c["models"][1].__setitem__("aliases", ["claude-x"]), "claude-x"),
         (lambda c: c["upstreams"][1].pop("base_url"), "upstreams[1].base_url"),
         (lambda c: c.__setitem__("server", {"port": "eighty"}), "server.port"),
+        (
+            lambda c: c.__setitem__("server", {"trusted_proxies": ["10.0.0.0/8", "proxy"]}),
+            "trusted_proxies[1]",
+        ),
+        (lambda c: c.__setitem__("server", {"auth_failures": {"limit": -1}}), "server.auth_failures.limit"),
+        (
+            lambda c: c.__setitem__("server", {"auth_failures": {"window_seconds": 0}}),
+            "server.auth_failures.window_seconds",
+        ),
+        (
+            lambda c: c.__setitem__("server", {"auth_failures": {"max_clients": 0}}),
+            "server.auth_failures.max_clients",
+        ),
+        (lambda c: c.__setitem__("server", {"auth_failures": {"limt": 5}}), "limt"),
+        (lambda c: c.__setitem__("server", {"metrics_token": "${UNSET_METRICS_TOKEN_VAR}"}), "metrics_token"),
     ],
 )
 def test_invalid_config_names_the_key(mutate, expected: str) -> None:  # type: ignore[no-untyped-def]
@@ -84,3 +99,23 @@ def test_default_config_serves_claude_only_with_a_key(monkeypatch: pytest.Monkey
     assert cfg.upstreams[0].type == "anthropic"
     assert any(m.id == "claude-sonnet-4-6" and "claude-sonnet-4.6" in m.aliases for m in cfg.models)
     assert cfg.models[-1].id == "gemma-3-270m"
+
+
+def test_server_security_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Failed-authentication throttling is on by default; /metrics is open unless a token is set."""
+    server = parse_config(BASE).server
+    assert (server.auth_failures.limit, server.auth_failures.window_seconds) == (20, 60.0)
+    assert server.trusted_proxies == [] and server.metrics_token is None
+    monkeypatch.setenv("TEST_METRICS_TOKEN", "m" * 32)
+    server = parse_config(
+        {
+            **BASE,
+            "server": {
+                "metrics_token": "${TEST_METRICS_TOKEN}",
+                "trusted_proxies": ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32"],
+                "auth_failures": {"limit": 0},
+            },
+        }
+    ).server
+    assert server.metrics_token == "m" * 32
+    assert server.auth_failures.limit == 0  # off

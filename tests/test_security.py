@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hmac
 import inspect
+import itertools
 import json
 import os
 import secrets
@@ -25,6 +26,7 @@ import subprocess
 import textwrap
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,19 +39,24 @@ import httpx
 import pytest
 import yaml
 
+from claudestore.admission.auth_throttle import AuthThrottle
 from claudestore.api import admin as admin_module
 from claudestore.api.admin import AdminAuth, admin_app
-from claudestore.core.errors import AuthenticationFailed
+from claudestore.core.errors import AuthenticationFailed, RateLimited
 from claudestore.storage import keys as keys_module
 from claudestore.storage.keys import hash_key
 from tests.support.envelopes import anthropic_error, error_of, openai_error, rss_kib
 from tests.support.servers import (
+    ADMIN_KEY,
     CLI,
     KEY_PATTERN,
     UPSTREAM_KEY,
     FakeUpstream,
+    Gateway,
+    create_key,
     free_port,
     gateway_config,
+    start_gateway,
     stop,
     wait_http,
 )
@@ -110,15 +117,41 @@ class Sec:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def client(self, **kwargs: Any) -> httpx.Client:
+    def client(self, source: str | None = None, **kwargs: Any) -> httpx.Client:
+        """A client on a loopback address of its own (``source``, default a fresh one): failed
+        authentications are throttled per address, so one test's deliberate failures never
+        throttle another's."""
+
         def keep(response: httpx.Response) -> None:
             response.read()
             self.responses.append(response)
 
-        return httpx.Client(base_url=self.url, timeout=60, event_hooks={"response": [keep]}, **kwargs)
+        return httpx.Client(
+            base_url=self.url,
+            timeout=60,
+            event_hooks={"response": [keep]},
+            transport=httpx.HTTPTransport(local_address=source or fresh_source()),
+            **kwargs,
+        )
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+_SOURCES = itertools.count()
+
+
+def fresh_source() -> str:
+    """A loopback address no other client in this module uses (127.0.1.1, 127.0.1.2, ...; all of
+    127/8 is local on Linux). 127.0.0.x is left for the proxy tests."""
+    n = next(_SOURCES)
+    return f"127.0.{1 + n // 250}.{1 + n % 250}"
+
+
+def client_from(url: str, source: str, **kwargs: Any) -> httpx.Client:
+    return httpx.Client(
+        base_url=url, timeout=60, transport=httpx.HTTPTransport(local_address=source), **kwargs
+    )
 
 
 def _cli_env() -> dict[str, str]:
@@ -148,6 +181,7 @@ def _prepare(tmp: Path, fake_upstream: FakeUpstream, quoting_upstream: str) -> t
     closed_port = free_port()
     config = gateway_config(fake_upstream, f"sqlite+aiosqlite:///{database}")
     config["admin"] = {"api_key": ADMIN_PASSWORD}
+    config["server"] = {}  # the defaults, failed-authentication throttling included (point 6)
     extra_upstreams = [
         ("fake-anthropic-wrongkey", "anthropic", fake_upstream.url, WRONG_UPSTREAM_KEY),
         ("fake-openai-wrongkey", "openai", fake_upstream.url + "/v1", WRONG_UPSTREAM_KEY),
@@ -676,12 +710,15 @@ def test_admin_routes_refuse_customer_keys_and_anonymous_callers(sec: Sec) -> No
             "basic auth": ({"authorization": "Basic " + ADMIN_PASSWORD}, 401, "authentication_error"),
         }
         for method, path in [*routes, ("GET", "/admin/nowhere"), ("GET", "/admin/")]:
-            for who, (headers, status, kind) in callers.items():
-                resp = http.request(
-                    method, path, headers=headers, json={} if method in ("POST", "PATCH", "PUT") else None
-                )
-                assert resp.status_code == status, (who, method, path, resp.text[:200])
-                assert anthropic_error(resp)["type"] == kind
+            # Each route from an address of its own: its 4 refused keys stay under the
+            # failed-authentication limit (point 6), which this test is not about.
+            with sec.client() as route_http:
+                for who, (headers, status, kind) in callers.items():
+                    resp = route_http.request(
+                        method, path, headers=headers, json={} if method in ("POST", "PATCH", "PUT") else None
+                    )
+                    assert resp.status_code == status, (who, method, path, resp.text[:200])
+                    assert anthropic_error(resp)["type"] == kind
         # Nothing was changed by the refused calls.
         assert http.get("/admin/accounts/1", headers=admin_headers()).status_code == 200
 
@@ -761,10 +798,14 @@ def _random_key() -> str:
     return "sk-cs-" + secrets.token_urlsafe(32)
 
 
-async def _flood(url: str, path: str, headers_for: Any, count: int, concurrency: int) -> Counter[int]:
+async def _flood(
+    url: str, path: str, headers_for: Any, count: int, concurrency: int, source: str | None = None
+) -> Counter[int]:
     statuses: Counter[int] = Counter()
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+    transport = httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=concurrency), local_address=source
+    )
+    async with httpx.AsyncClient(base_url=url, timeout=60, transport=transport) as http:
         queue = iter(range(count))
 
         async def worker() -> None:
@@ -778,7 +819,10 @@ async def _flood(url: str, path: str, headers_for: Any, count: int, concurrency:
 
 def test_failed_auth_flood_keeps_the_gateway_responsive(sec: Sec) -> None:
     """400 distinct well-formed bad keys (each a database miss) and 200 malformed ones, 32 at a
-    time, while a good key keeps being served: never refused, and quickly."""
+    time, while a good key keeps being served from the same address: never refused, and quickly.
+    The flood soon gets 429 (throttled); the good key, which the gateway has seen, does not."""
+    with httpx.Client(base_url=sec.url, timeout=30) as http:
+        assert http.get("/v1/models", headers=bearer(sec.key)).status_code == 200  # seen before the flood
     latencies: list[float] = []
     errors: list[int] = []
     done = threading.Event()
@@ -811,15 +855,282 @@ def test_failed_auth_flood_keeps_the_gateway_responsive(sec: Sec) -> None:
     assert sec.proc.poll() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP: failed authentication is not throttled per client: the KeyAuthenticator "
-    "(storage/auth.py) caches negative lookups for 1 s and bounds concurrent database lookups, "
-    "but 200 wrong keys in a row from one address all get 401, none 429",
-)
+DEFAULT_AUTH_FAILURES = 20  # server.auth_failures.limit, per address and 60 s (the sec gateway's default)
+
+
 def test_failed_auth_attempts_are_throttled(sec: Sec) -> None:
-    bad = asyncio.run(_flood(sec.url, "/v1/models", lambda: bearer(_random_key()), 200, 16))
-    assert bad.get(429, 0) > 0, bad
+    """200 wrong keys from one address, 16 at a time, with the default configuration: the first
+    20 get 401 (a few more may, already in flight when the 20th failed), the rest 429."""
+    source = fresh_source()
+    bad = asyncio.run(_flood(sec.url, "/v1/models", lambda: bearer(_random_key()), 200, 16, source=source))
+    assert set(bad) <= {401, 429}, bad
+    assert DEFAULT_AUTH_FAILURES <= bad[401] < DEFAULT_AUTH_FAILURES + 16, bad
+    with sec.client(source) as http:
+        resp = http.get("/v1/models", headers=bearer(_random_key()))
+    assert resp.status_code == 429, resp.text[:300]
+    error = openai_error(resp)
+    assert error["code"] == "auth_throttled", error
+    assert error["message"].startswith("Too many failed authentication attempts from this address"), error
+    assert 1 <= int(resp.headers["retry-after"]) <= 60, dict(resp.headers)
+
+
+# The throttle's own gateway: a low limit, a trusted proxy and a metrics token.
+THROTTLE_LIMIT = 5
+THROTTLE_WINDOW = 30
+PROXY = "127.0.0.2"  # server.trusted_proxies; uvicorn itself trusts only 127.0.0.1 and ::1
+METRICS_TOKEN = "metrics-token-" + secrets.token_hex(16)
+
+
+@pytest.fixture(scope="module")
+def thr(tmp_path_factory: pytest.TempPathFactory, fake_upstream: FakeUpstream) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("throttle")
+    server = {
+        "trusted_proxies": [PROXY],
+        "auth_failures": {"limit": THROTTLE_LIMIT, "window_seconds": THROTTLE_WINDOW},
+        "metrics_token": METRICS_TOKEN,
+    }
+    gw = start_gateway(
+        tmp, fake_upstream, f"sqlite+aiosqlite:///{tmp / 'claudestore.db'}", name="throttle", server=server
+    )
+    yield gw
+    stop(gw.proc)
+
+
+def _fail(http: httpx.Client, times: int = THROTTLE_LIMIT, **headers: str) -> None:
+    """``times`` wrong keys from ``http``'s address (and ``headers``), each answered 401."""
+    for _ in range(times):
+        resp = http.get("/v1/models", headers={**bearer(_random_key()), **headers})
+        assert resp.status_code == 401, resp.text[:300]
+
+
+def _status(http: httpx.Client, key: str | None = None, **headers: str) -> int:
+    return http.get("/v1/models", headers={**bearer(key or _random_key()), **headers}).status_code
+
+
+def test_throttled_address_gets_429_in_the_callers_shape(thr: Gateway) -> None:
+    """Over the limit, every door answers 429 with retry-after in its own error shape, the admin
+    API and /metrics even for the right admin key and metrics token."""
+    with client_from(thr.url, fresh_source()) as http:
+        for _ in range(THROTTLE_LIMIT):
+            resp = http.post(
+                "/v1/messages", json=message("claude-test", "hi"), headers=anthropic_auth(_random_key())
+            )
+            assert resp.status_code == 401 and anthropic_error(resp)["type"] == "authentication_error"
+        cases = [
+            ("POST", "/v1/messages", anthropic_auth(_random_key()), "anthropic"),
+            ("POST", "/v1/messages/count_tokens", anthropic_auth(_random_key()), "anthropic"),
+            ("POST", "/v1/chat/completions", bearer(_random_key()), "openai"),
+            ("GET", "/v1/models", bearer(_random_key()), "openai"),
+            ("GET", "/v1/models/claude-test", anthropic_auth(_random_key()), "anthropic"),
+            ("GET", "/v1/account", bearer(_random_key()), "anthropic"),
+            ("POST", "/v1/account/keys", bearer(_random_key()), "anthropic"),
+            ("GET", "/admin/accounts", bearer(ADMIN_KEY), "anthropic"),
+            ("GET", "/admin/upstreams", bearer(ADMIN_KEY), "anthropic"),
+            ("GET", "/metrics", bearer(METRICS_TOKEN), "openai"),
+        ]
+        for method, path, headers, shape in cases:
+            body = message("claude-test", "hi") if method == "POST" else None
+            resp = http.request(method, path, headers=headers, json=body)
+            assert resp.status_code == 429, (path, resp.status_code, resp.text[:300])
+            error = error_of(resp, shape)
+            assert error["type"] == ("rate_limit_error" if shape == "anthropic" else "requests"), error
+            message_ = error["message"]
+            assert message_.startswith("Too many failed authentication attempts from this address"), error
+            wait = int(resp.headers["retry-after"])
+            assert 1 <= wait <= THROTTLE_WINDOW and f"retry after {wait} s" in message_, (
+                path,
+                dict(resp.headers),
+                message_,
+            )
+
+
+def test_throttle_is_per_client_address(thr: Gateway) -> None:
+    """Another address is unaffected; behind a trusted proxy each X-Forwarded-For client counts
+    on its own (a forged entry on the left changes nothing); an untrusted peer's
+    X-Forwarded-For is ignored."""
+    with client_from(thr.url, fresh_source()) as attacker:
+        _fail(attacker)
+        assert _status(attacker) == 429
+    with client_from(thr.url, fresh_source()) as neighbour:
+        assert _status(neighbour) == 401
+        assert _status(neighbour, thr.key) == 200
+    with client_from(thr.url, PROXY) as proxy:
+        _fail(proxy, **{"x-forwarded-for": "203.0.113.5"})
+        assert _status(proxy, **{"x-forwarded-for": "203.0.113.5"}) == 429
+        assert _status(proxy, **{"x-forwarded-for": "198.51.100.77, 203.0.113.5"}) == 429
+        assert _status(proxy, **{"x-forwarded-for": "203.0.113.6"}) == 401
+        assert _status(proxy) == 401  # the proxy's own address was never counted
+    with client_from(thr.url, "127.0.0.3") as direct:  # not a trusted proxy: its header is ignored
+        statuses = [
+            _status(direct, **{"x-forwarded-for": f"198.51.100.{i}"}) for i in range(THROTTLE_LIMIT + 2)
+        ]
+    assert statuses == [401] * THROTTLE_LIMIT + [429] * 2, statuses
+
+
+def test_known_key_keeps_working_from_a_throttled_address(thr: Gateway) -> None:
+    """A key the gateway already knows (its positive cache) is served from a throttled address,
+    and its successes do not reset the count; a key it has not seen yet is refused (429)
+    until the window ends, and works from elsewhere."""
+    unseen = create_key(thr.config_path, "not-seen-yet")
+    with client_from(thr.url, fresh_source()) as http:
+        assert _status(http, thr.key) == 200
+        _fail(http)
+        for _ in range(3):
+            ok = http.post("/v1/messages", json=message("claude-test", "hi"), headers=anthropic_auth(thr.key))
+            assert ok.status_code == 200, ok.text[:300]
+            assert _status(http) == 429
+        ok = http.post("/v1/chat/completions", json=message("gpt-test", "hi"), headers=bearer(thr.key))
+        assert ok.status_code == 200, ok.text[:300]
+        assert _status(http, unseen) == 429
+    with client_from(thr.url, fresh_source()) as other:
+        assert _status(other, unseen) == 200
+
+
+def test_metrics_token(thr: Gateway, sec: Sec) -> None:
+    """With server.metrics_token, /metrics answers 401 without it (a wrong one counts as a failed
+    authentication) and serves the throttle's counters with it; without it, /metrics is open."""
+    with client_from(thr.url, fresh_source()) as http:
+        for headers in ({}, bearer("wrong-token"), {"x-api-key": METRICS_TOKEN}, bearer(METRICS_TOKEN + "x")):
+            resp = http.get("/metrics", headers=headers)
+            assert resp.status_code == 401, (headers, resp.text[:300])
+            assert openai_error(resp)["type"] == "invalid_request_error"
+            assert resp.headers["www-authenticate"].startswith("Bearer")
+            assert METRICS_TOKEN not in resp.text
+        resp = http.get("/metrics", headers=bearer(METRICS_TOKEN))
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in resp.text.splitlines()
+        if line.startswith("claudestore_auth_")
+    }
+    assert values["claudestore_auth_failures_total"] >= 2, values  # the two wrong tokens at least
+    assert {"claudestore_auth_throttled_total", "claudestore_auth_throttle_clients"} <= set(values)
+    with sec.client() as http:
+        assert http.get("/metrics").status_code == 200
+    from claudestore.server import app as app_module
+
+    assert _compares_with_eq(app_module._check_metrics_token, {"token", "presented"}) == []
+    assert "hmac.compare_digest" in inspect.getsource(app_module._check_metrics_token)
+
+
+# -- the throttle itself (admission/auth_throttle.py) ------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _scope(host: str, forwarded: str | None = None) -> dict[str, Any]:
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded is not None else []
+    return {"type": "http", "client": (host, 50000), "headers": headers}
+
+
+def test_auth_throttle_window() -> None:
+    clock = _Clock()
+    throttle = AuthThrottle(3, 10.0, clock=clock)
+    client = throttle.client_of(_scope("192.0.2.1"))
+    for _ in range(2):
+        throttle.failed(client)
+    assert throttle.retry_after(client) is None
+    throttle.check(client)
+    throttle.failed(client)
+    clock.now += 4.2
+    assert throttle.retry_after(client) == pytest.approx(5.8)
+    assert throttle.retry_after("192.0.2.2") is None
+    with pytest.raises(RateLimited) as info:
+        throttle.check(client)
+    assert info.value.status == 429 and info.value.retry_after == 6
+    assert "retry after 6 s" in info.value.message
+    clock.now += 5.8  # the window, counted from the first failure, is over
+    assert throttle.retry_after(client) is None
+    throttle.failed(client)  # a new window with one failure
+    assert throttle.retry_after(client) is None
+    assert (throttle.failures, throttle.refused) == (4, 1)
+
+
+class _FakeKeys:
+    """A KeyAuthenticator stand-in: ``good`` is valid and cached, ``fresh`` valid but not cached."""
+
+    def __init__(self) -> None:
+        self.lookups: list[str | None] = []
+
+    async def authenticate(self, raw: str | None) -> str:
+        self.lookups.append(raw)
+        if raw is None:
+            raise AuthenticationFailed("missing", code="missing_api_key")
+        if raw in ("good", "fresh"):
+            return raw
+        raise AuthenticationFailed("wrong", code="invalid_api_key")
+
+    def knows(self, raw: str | None) -> bool:
+        return raw == "good"
+
+
+async def test_auth_throttle_guard_rules() -> None:
+    throttle = AuthThrottle(3, 60.0, clock=_Clock())
+    keys = _FakeKeys()
+    scope = _scope("192.0.2.7")
+    for _ in range(10):  # a missing key guesses nothing: not counted
+        with pytest.raises(AuthenticationFailed):
+            await throttle.guard(keys, None, scope)  # type: ignore[arg-type]
+    assert len(throttle) == 0
+    for raw in ("bad1", "good", "bad2", "good", "bad3"):  # successes neither count nor reset
+        if raw == "good":
+            assert await throttle.guard(keys, raw, scope) == "good"  # type: ignore[arg-type]
+        else:
+            with pytest.raises(AuthenticationFailed):
+                await throttle.guard(keys, raw, scope)  # type: ignore[arg-type]
+    keys.lookups.clear()
+    for raw in ("bad4", "fresh", None):  # throttled: refused without a lookup
+        with pytest.raises(RateLimited):
+            await throttle.guard(keys, raw, scope)  # type: ignore[arg-type]
+    assert keys.lookups == []
+    assert await throttle.guard(keys, "good", scope) == "good"  # type: ignore[arg-type]
+    assert keys.lookups == ["good"]
+    with pytest.raises(RateLimited):
+        await throttle.guard(keys, "bad5", scope)  # type: ignore[arg-type]
+    assert await throttle.guard(keys, "fresh", _scope("192.0.2.8")) == "fresh"  # type: ignore[arg-type]
+    assert (throttle.failures, throttle.refused) == (3, 4)
+
+
+def test_auth_throttle_client_address() -> None:
+    throttle = AuthThrottle(trusted_proxies=["10.0.0.0/8", "::1"])
+    assert throttle.client_of({"type": "http", "headers": []}) is None
+    assert throttle.client_of(_scope("192.0.2.1", "203.0.113.9")) == "192.0.2.1"  # untrusted peer
+    assert throttle.client_of(_scope("10.1.2.3")) == "10.1.2.3"  # a proxy's own request
+    assert throttle.client_of(_scope("10.1.2.3", "1.1.1.1, 203.0.113.9, 10.0.0.5")) == "203.0.113.9"
+    assert throttle.client_of(_scope("10.1.2.3", "10.0.0.9, 10.0.0.5")) == "10.0.0.9"
+    assert throttle.client_of(_scope("::1", "[2001:db8::1]:443")) == "2001:db8::/64"
+    assert throttle.client_of(_scope("::ffff:10.0.0.1", "203.0.113.9:5555")) == "203.0.113.9"
+    scope = _scope("10.0.0.1")
+    scope["headers"] = [(b"x-forwarded-for", b"203.0.113.1"), (b"x-forwarded-for", b"203.0.113.2")]
+    assert throttle.client_of(scope) == "203.0.113.2"  # every header line, in order
+    # IPv6 clients are counted per /64: rotating addresses inside one does not escape.
+    hosts = {throttle.client_of(_scope(f"2001:db8:0:7::{i:x}")) for i in range(1000)}
+    assert hosts == {"2001:db8:0:7::/64"}
+
+
+def test_auth_throttle_memory_is_bounded() -> None:
+    """100,000 distinct addresses (a spoofed flood) through a throttle that tracks 10,000: it
+    keeps the 10,000 most recent and stays within a few MB."""
+    throttle = AuthThrottle(2, 60.0, max_clients=10_000)
+    addresses = [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(100_000)]
+    tracemalloc.start()
+    try:
+        for address in addresses:
+            throttle.failed(address)
+            throttle.failed(address)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(throttle) == 10_000
+    assert peak < 6 * 1024 * 1024, f"{peak / 1e6:.1f} MB for 10,000 tracked addresses"
+    assert throttle.retry_after(addresses[-1]) is not None  # the newest are kept
+    assert throttle.retry_after(addresses[0]) is None  # the oldest forgotten
 
 
 # -- 7. upstream keys are never echoed -------------------------------------------------------------
@@ -912,10 +1223,12 @@ def test_cors_closed_by_default(sec: Sec) -> None:
         for path in (
             "/v1/messages",
             "/v1/chat/completions",
+            "/v1/messages/count_tokens",
             "/v1/models",
             "/admin/accounts",
             "/v1/account",
             "/healthz",
+            "/metrics",
         ):
             preflight = http.options(
                 path,
@@ -932,8 +1245,23 @@ def test_cors_closed_by_default(sec: Sec) -> None:
                 assert not cors, (path, resp.status_code, dict(resp.headers))
 
 
-def test_security_headers_on_web_pages() -> None:
-    pytest.skip("no web UI yet (issue 6)")
+def test_security_headers_on_web_pages(sec: Sec) -> None:
+    """Every web store page (public, log-in, errors, static) carries a strict CSP and the
+    anti-framing / no-sniff headers; pages are not cached. The logged-in pages are covered in
+    tests/test_web_auth.py::test_security_headers_on_every_page."""
+    with sec.client() as http:
+        for path in ("/", "/plans", "/docs", "/docs/quickstart", "/signup", "/login", "/console/login",
+                     "/dashboard/nope", "/static/app.css"):
+            resp = http.get(path)
+            assert resp.status_code in (200, 303, 404), (path, resp.status_code)
+            csp = resp.headers.get("content-security-policy", "")
+            assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, path
+            assert "unsafe-inline" not in csp and "unsafe-eval" not in csp, path
+            assert resp.headers.get("x-frame-options") == "DENY", path
+            assert resp.headers.get("x-content-type-options") == "nosniff", path
+            assert resp.headers.get("referrer-policy") == "same-origin", path
+            if not path.startswith("/static/"):
+                assert resp.headers.get("cache-control") == "no-store", path
 
 
 def test_gateway_survived(sec: Sec) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.util
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -133,6 +134,22 @@ class DatabaseConfig(_Strict):
     url: str = DEFAULT_DATABASE_URL
 
 
+class AuthFailuresConfig(_Strict):
+    """Per-client throttling of failed authentication (SECURITY.md, point 6)."""
+
+    limit: int = 20  # failures per client address within window_seconds before 429; 0: no throttling
+    window_seconds: float = 60.0  # from an address's first failure; it is throttled until the window ends
+    max_clients: int = 100_000  # addresses tracked at once (bounds memory); least recently failing go first
+
+    def __post_init__(self) -> None:
+        if self.limit < 0:
+            raise ConfigError("server.auth_failures.limit: must not be negative (0 switches it off)")
+        if not self.window_seconds > 0:
+            raise ConfigError("server.auth_failures.window_seconds: must be greater than 0")
+        if self.max_clients < 1:
+            raise ConfigError("server.auth_failures.max_clients: must be at least 1")
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -144,6 +161,26 @@ class ServerConfig(_Strict):
     # While an upstream stream is silent, send the client a keep-alive this often (seconds).
     keepalive_interval: float = 15.0
     metrics: bool = True  # serve Prometheus text at GET /metrics
+    # When set, GET /metrics needs ``Authorization: Bearer <metrics_token>`` (else 401).
+    metrics_token: str | None = None
+    # Proxies (addresses or networks) whose X-Forwarded-For names the client, for the
+    # failed-authentication throttle. uvicorn already trusts FORWARDED_ALLOW_IPS (127.0.0.1, ::1).
+    trusted_proxies: list[str] = []
+    auth_failures: AuthFailuresConfig = msgspec.field(default_factory=AuthFailuresConfig)
+
+    def __post_init__(self) -> None:
+        if self.metrics_token is not None and not self.metrics_token.strip():
+            raise ConfigError(
+                "server.metrics_token: empty (an unset ${VARIABLE}?); give a long random secret, "
+                "or leave the key out to serve /metrics without a token"
+            )
+        for i, proxy in enumerate(self.trusted_proxies):
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"server.trusted_proxies[{i}]: {proxy!r} is not an IP address or network"
+                ) from None
 
 
 class LimitsConfig(_Strict):
@@ -161,6 +198,29 @@ class AdminConfig(_Strict):
 
     def resolved_key(self) -> str | None:
         return self.api_key or os.environ.get(self.api_key_env) or None
+
+
+class WebConfig(_Strict):
+    """The web store (see README, "Web store"): public pages, customer dashboard, admin console."""
+
+    enabled: bool = True
+    title: str = "ClaudeStore"
+    # The address customers call, shown in docs and snippets; default: the address the browser used.
+    public_url: str | None = None
+    # Create a "Free" plan at start-up when the database has no plans at all, so a fresh
+    # install can sign customers up at once. The operator edits or archives it later.
+    seed_free_plan: bool = True
+    signup: bool = True  # open sign-up; False: accounts are created by the operator only
+    session_days: float = 14.0  # a log-in lasts this long without activity
+    secure_cookies: bool | None = None  # None: Secure when the request came over HTTPS
+    login_attempts: int = 10  # failed log-ins per address (and per e-mail) per window before throttling
+    login_window_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.session_days <= 0:
+            raise ConfigError("web.session_days: must be positive")
+        if self.login_attempts < 1:
+            raise ConfigError("web.login_attempts: must be at least 1")
 
 
 class AccountingConfig(_Strict):
@@ -195,6 +255,7 @@ class Config(_Strict):
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     accounting: AccountingConfig = msgspec.field(default_factory=AccountingConfig)
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
+    web: WebConfig = msgspec.field(default_factory=WebConfig)
     upstreams: list[UpstreamConfig] = []
     models: list[ModelConfig] = []
 

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import text
 
-import claudestore.storage.billing_models  # noqa: F401  (registers the tables on Base.metadata)
+from claudestore.storage import billing_models, web_models  # noqa: F401  (register their tables on Base.metadata)
 from claudestore.storage.db import Database
 from claudestore.storage.migrate import migrate
 from claudestore.storage.models import Base
@@ -49,11 +49,11 @@ async def shared_db_fixture(shared_db_url: str) -> AsyncIterator[Database]:
 
 
 async def wipe(db: Database) -> None:
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    tables = [(t.name, "id" in t.columns) for t in reversed(Base.metadata.sorted_tables)]
     async with db.engine.begin() as connection:
-        for table in tables:
+        for table, has_id in tables:
             await connection.execute(text(f"DELETE FROM {table}"))
-            if connection.dialect.name == "postgresql":
+            if has_id and connection.dialect.name == "postgresql":
                 await connection.execute(text(f"ALTER SEQUENCE {table}_id_seq RESTART"))
 
 

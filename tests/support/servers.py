@@ -87,6 +87,12 @@ def start_fake_upstream(tmp: Path) -> FakeUpstream:
 def gateway_config(upstream: FakeUpstream, database_url: str, **extra: Any) -> dict:
     return {
         **extra,
+        # No starter plan: tests that list plans expect exactly the ones they made.
+        "web": {"seed_free_plan": False, **extra.get("web", {})},
+        # Failed-authentication throttling (20 per address and minute by default) would turn the
+        # deliberate 401s of the e2e and fuzz suites, all from 127.0.0.1, into 429s: counted
+        # but never reached here. tests/test_security.py tests it with the defaults.
+        "server": {"auth_failures": {"limit": 1_000_000}, **extra.get("server", {})},
         "admin": {"api_key": ADMIN_KEY},
         "database": {"url": database_url},
         "upstreams": [

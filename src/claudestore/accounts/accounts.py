@@ -31,6 +31,12 @@ class Member:
     user: User
 
 
+@dataclass(frozen=True, slots=True)
+class AccountCounts:
+    total: int
+    disabled: int
+
+
 async def get_account(session: AsyncSession, account_id: int) -> Account:
     account = await session.get(Account, account_id)
     if account is None:
@@ -61,6 +67,12 @@ async def list_accounts(
     if not include_disabled:
         statement = statement.where(Account.disabled_at.is_(None))
     return list(await session.scalars(statement))
+
+
+async def count_accounts(session: AsyncSession) -> AccountCounts:
+    """How many accounts there are, and how many of them are disabled (one query, no cap)."""
+    total, disabled = await repository.count_accounts(session)
+    return AccountCounts(total=total, disabled=disabled)
 
 
 async def update_account(session: AsyncSession, account_id: int, data: Mapping[str, Any]) -> Account:

@@ -20,10 +20,15 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from claudestore.accounts import fields, repository
+from claudestore.accounts.fields import Conflict
+from claudestore.accounts.money import format_usd
 from claudestore.core.errors import InvalidRequest, NotFound
 from claudestore.storage.billing_models import CreditEntry
 
 KINDS = ("topup", "redeem", "grant", "adjustment", "purchase")
+#: The most an account can hold, either sign: $4 billion, well inside BIGINT (9.2e18 nano-dollars;
+#: past it PostgreSQL fails and SQLite silently turns the balance into an inexact float).
+MAX_BALANCE_NANOS = 4 * 10**18
 
 
 async def add_credit(
@@ -32,8 +37,14 @@ async def add_credit(
     """Write one credit entry and move the balance by ``nanos`` (any sign), in this transaction."""
     fields.choice(kind, "kind", KINDS)
     reference = fields.optional_text(reference, "reference", max_len=200)
-    if not await repository.add_balance(session, account_id, nanos):
-        raise NotFound(f"No account with id {account_id}.")
+    if not await repository.add_balance(session, account_id, nanos, bound=MAX_BALANCE_NANOS):
+        if await repository.balance(session, account_id) is None:
+            raise NotFound(f"No account with id {account_id}.")
+        raise Conflict(
+            f"This would take the balance beyond ${format_usd(MAX_BALANCE_NANOS)} (either sign), "
+            "the most an account can hold.",
+            param="usd",
+        )
     return await repository.insert_credit_entry(session, account_id, nanos, kind, reference)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from claudestore.accounts import fields, repository
@@ -111,8 +111,10 @@ async def create_plan(session: AsyncSession, data: Mapping[str, Any]) -> Plan:
 
 async def get_plan(session: AsyncSession, ident: int | str) -> Plan:
     """A plan by id, or by exact name."""
-    if isinstance(ident, int) or ident.strip().isdigit():
-        plan = await session.get(Plan, int(ident))
+    if isinstance(ident, int) or (ident.strip().isascii() and ident.strip().isdigit()):
+        number = int(ident)
+        # An id beyond the id column (INTEGER on PostgreSQL) names no plan; the database cannot bind it.
+        plan = await session.get(Plan, number) if 1 <= number <= fields.MAX_INT32 else None
     else:
         plan = await repository.plan_by_name(session, ident.strip())
     if plan is None:
@@ -154,3 +156,24 @@ async def delete_plan(session: AsyncSession, ident: int | str) -> tuple[Plan, Li
     await session.delete(plan)
     await session.flush()
     return plan, "deleted"
+
+
+STARTER_PLAN: dict[str, Any] = {
+    "name": "Free",
+    "description": "Try the API at no cost: every model, modest limits, $1 of credit each month.",
+    "price_usd": "0",
+    "period": "month",
+    "rpm": 10,
+    "tpm": 20_000,
+    "max_concurrency": 2,
+    "quota_tokens": 200_000,
+    "included_credit_usd": "1",
+    "allowed_models": ["*"],
+}
+
+
+async def seed_starter_plan(session: AsyncSession) -> Plan | None:
+    """Create the ``Free`` plan when there are no plans at all (a fresh install); else nothing."""
+    if await session.scalar(select(func.count()).select_from(Plan)):
+        return None
+    return await create_plan(session, STARTER_PLAN)

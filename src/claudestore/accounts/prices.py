@@ -58,6 +58,11 @@ async def set_price(session: AsyncSession, model: str, data: Mapping[str, Any]) 
         if data.get("cache_read") is not None
         else (input_price * CACHE_READ_FACTOR).quantize(Decimal("0.000001"))
     )
+    if cache_write > _MAX_PER_MTOK:  # derived from a huge input price: would overflow the column
+        raise InvalidRequest(
+            f"cache_write: {CACHE_WRITE_FACTOR} x input is above {_MAX_PER_MTOK}; give cache_write",
+            param="cache_write",
+        )
     row = await session.scalar(select(ModelPrice).where(ModelPrice.model == model))
     created = row is None
     if row is None:

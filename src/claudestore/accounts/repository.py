@@ -8,6 +8,7 @@ backends without read-modify-write races.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, cast
 
@@ -29,6 +30,14 @@ def _rowcount(result: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
+async def count_accounts(session: AsyncSession) -> tuple[int, int]:
+    """How many accounts there are and how many of them are disabled, in one statement."""
+    total, disabled = (
+        await session.execute(select(func.count(), func.count(Account.disabled_at)).select_from(Account))
+    ).one()
+    return int(total), int(disabled)
+
+
 async def lock_account(session: AsyncSession, account_id: int) -> Account | None:
     """The account, freshly read, with its row write-locked until the transaction ends.
 
@@ -48,13 +57,16 @@ async def lock_account(session: AsyncSession, account_id: int) -> Account | None
     return await session.scalar(statement)
 
 
-async def add_balance(session: AsyncSession, account_id: int, delta: int) -> bool:
-    """Atomically add ``delta`` nano-dollars to the balance; False if there is no such account."""
+async def add_balance(session: AsyncSession, account_id: int, delta: int, *, bound: int | None = None) -> bool:
+    """Atomically add ``delta`` nano-dollars to the balance; False if there is no such account,
+    or if the new balance would leave ``[-bound, bound]`` (compared without overflowing)."""
+    statement = update(Account).where(Account.id == account_id)
+    if bound is not None:
+        statement = statement.where(Account.balance_nanos.between(-bound - delta, bound - delta))
     result = await session.execute(
-        update(Account)
-        .where(Account.id == account_id)
-        .values(balance_nanos=Account.balance_nanos + delta)
-        .execution_options(synchronize_session=False)
+        statement.values(balance_nanos=Account.balance_nanos + delta).execution_options(
+            synchronize_session=False
+        )
     )
     return _rowcount(result) == 1
 
@@ -106,6 +118,35 @@ async def active_subscription(session: AsyncSession, account_id: int) -> Subscri
         .limit(1)
     )
     return await session.scalar(statement)
+
+
+async def active_subscriptions(
+    session: AsyncSession, account_ids: Collection[int]
+) -> list[tuple[Subscription, Plan]]:
+    """:func:`active_subscription` for many accounts in one statement, each with its plan.
+
+    Per account the newest subscription with status ``active``; accounts without one are
+    not in the result. One ``IN`` parameter per id, so callers pass a bounded batch.
+    """
+    newest = (
+        select(func.max(Subscription.id))
+        .where(Subscription.account_id.in_(account_ids), Subscription.status == "active")
+        .group_by(Subscription.account_id)
+    )
+    rows = await session.execute(
+        select(Subscription, Plan)
+        .join(Plan, Plan.id == Subscription.plan_id)
+        .where(Subscription.id.in_(newest))
+    )
+    return [(sub, plan) for sub, plan in rows.all()]
+
+
+async def count_active_subscriptions(session: AsyncSession) -> int:
+    """Accounts with a subscription whose status is ``active`` (each counted once)."""
+    count = await session.scalar(
+        select(func.count(func.distinct(Subscription.account_id))).where(Subscription.status == "active")
+    )
+    return int(count or 0)
 
 
 async def cancel_active_subscriptions(session: AsyncSession, account_id: int, now: datetime) -> int:

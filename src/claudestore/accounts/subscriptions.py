@@ -10,6 +10,7 @@ subscribe by hand, and ``payments`` charges before subscribing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +22,9 @@ from claudestore.accounts.plans import get_plan
 from claudestore.core.errors import InvalidRequest, NotFound
 from claudestore.storage.billing_models import Account, CreditEntry, Plan, Subscription
 from claudestore.storage.models import utcnow
+
+#: :func:`active_for` asks about at most this many accounts per query (one bind parameter each).
+ACTIVE_FOR_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,29 @@ async def active(session: AsyncSession, account_id: int) -> tuple[Subscription, 
     plan = await session.get(Plan, current.plan_id)
     assert plan is not None  # foreign key
     return current, plan
+
+
+async def active_for(
+    session: AsyncSession, account_ids: Iterable[int]
+) -> dict[int, tuple[Subscription, Plan]]:
+    """:func:`active` for many accounts at once: account id → (subscription, plan).
+
+    Accounts without an active subscription (or that do not exist) are left out. One
+    query for up to :data:`ACTIVE_FOR_BATCH` accounts (a page of a list), not one each.
+    """
+    wanted = sorted(set(account_ids))
+    found: dict[int, tuple[Subscription, Plan]] = {}
+    for start in range(0, len(wanted), ACTIVE_FOR_BATCH):
+        for sub, plan in await repository.active_subscriptions(
+            session, wanted[start : start + ACTIVE_FOR_BATCH]
+        ):
+            found[sub.account_id] = (sub, plan)
+    return found
+
+
+async def count_active(session: AsyncSession) -> int:
+    """How many accounts have an active subscription (what :func:`active` finds)."""
+    return await repository.count_active_subscriptions(session)
 
 
 async def history(session: AsyncSession, account_id: int) -> list[tuple[Subscription, Plan]]:

@@ -9,7 +9,8 @@ customers do not see upstream names.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,24 +21,29 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from claudestore.accounts import accounts, codes, fields, keys, subscriptions, usage
-from claudestore.api import serialize
+from claudestore.api import openapi, serialize
 from claudestore.api.common import (
     EXCEPTION_HANDLERS,
     MIDDLEWARE,
     JSONResponse,
     OnCredit,
     api_key,
+    error_response,
     json_body,
     query_int,
     query_str,
     report_credit,
+    request_id,
 )
-from claudestore.core.errors import InvalidRequest, NotFound, PermissionDenied
+from claudestore.core.errors import GatewayError, InvalidRequest, NotFound, PermissionDenied, RateLimited
 from claudestore.storage.auth import KeyInfo
 from claudestore.storage.db import Database
 from claudestore.storage.models import ApiKey, utcnow
 
 Authenticate = Callable[[str | None], Awaitable[KeyInfo]]
+#: ``authenticate_client(raw_key, scope)``: the gateway's ``KeyAuthenticator.authenticate_client``,
+#: which counts failed attempts per client address and refuses a throttled one (429).
+ClientAuthenticate = Callable[[str | None, MutableMapping[str, Any]], Awaitable[KeyInfo]]
 OPERATOR_KEY = (
     "This API key belongs to no account (an operator key); the account API needs a key "
     "created for an account."
@@ -53,16 +59,27 @@ class Caller:
 
 
 class AccountAPI:
-    def __init__(self, db: Database, authenticate: Authenticate, on_credit: OnCredit | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        authenticate: Authenticate,
+        on_credit: OnCredit | None,
+        authenticate_client: ClientAuthenticate | None = None,
+    ) -> None:
         self.db = db
         self.authenticate = authenticate
+        self.authenticate_client = authenticate_client
         self.on_credit = on_credit
 
     async def caller(self, request: Request, session: AsyncSession | None = None) -> Caller:
         """Authenticate, then read the key's account (KeyInfo does not carry it). Without a
         ``session`` the lookup uses its own, so handlers can authenticate before reading the
         body or checking the query string, without holding a connection while they do."""
-        info = await self.authenticate(api_key(request))
+        raw = api_key(request)
+        if self.authenticate_client is not None:
+            info = await self.authenticate_client(raw, request.scope)
+        else:
+            info = await self.authenticate(raw)
         if session is None:
             async with self.db.session() as own:
                 key = await keys.get_key(own, info.id)
@@ -193,9 +210,14 @@ class AccountAPI:
             }
         )
 
+    async def openapi_document(self, request: Request) -> Response:
+        """The customer API's OpenAPI document; public (it holds no account data)."""
+        return JSONResponse(openapi.document(include_admin=False))
+
     def routes(self) -> list[Route]:
         return [
             Route("/v1/account", self.overview, methods=["GET"]),
+            Route("/v1/account/openapi.json", self.openapi_document, methods=["GET"]),
             Route("/v1/account/usage", self.usage, methods=["GET"]),
             Route("/v1/account/requests", self.requests, methods=["GET"]),
             Route("/v1/account/keys", self.list_keys, methods=["GET"]),
@@ -205,10 +227,29 @@ class AccountAPI:
         ]
 
 
-def account_app(db: Database, authenticate: Authenticate, *, on_credit: OnCredit | None = None) -> Starlette:
+async def _rate_limited(request: Request, exc: Exception) -> Response:
+    """A 429 (a throttled client) with its ``retry-after``."""
+    assert isinstance(exc, GatewayError)
+    response = error_response(exc, request_id(request))
+    if exc.retry_after is not None:
+        response.headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+    return response
+
+
+def account_app(
+    db: Database,
+    authenticate: Authenticate,
+    *,
+    on_credit: OnCredit | None = None,
+    authenticate_client: ClientAuthenticate | None = None,
+) -> Starlette:
     """The self-service API. ``authenticate`` is the gateway's ``KeyAuthenticator.authenticate``;
-    ``on_credit`` is told about credit from redeemed codes after they commit."""
-    api = AccountAPI(db, authenticate, on_credit)
+    ``authenticate_client``, when given, is used instead with the request's scope (failed-
+    authentication throttling per client address); ``on_credit`` is told about credit from
+    redeemed codes after they commit."""
+    api = AccountAPI(db, authenticate, on_credit, authenticate_client)
     return Starlette(
-        routes=api.routes(), middleware=list(MIDDLEWARE), exception_handlers=dict(EXCEPTION_HANDLERS)
+        routes=api.routes(),
+        middleware=list(MIDDLEWARE),
+        exception_handlers={**EXCEPTION_HANDLERS, RateLimited: _rate_limited},
     )

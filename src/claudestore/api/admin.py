@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Any
+import math
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -23,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from claudestore.accounts import accounts, codes, credit, fields, keys, plans, prices, subscriptions, usage
 from claudestore.accounts.money import credit_nanos
-from claudestore.api import serialize
+from claudestore.api import openapi, serialize
 from claudestore.api.common import (
     EXCEPTION_HANDLERS,
     MIDDLEWARE,
@@ -34,6 +35,7 @@ from claudestore.api.common import (
     error_response,
     json_body,
     query_bool,
+    query_id,
     query_int,
     query_str,
     report_credit,
@@ -42,6 +44,9 @@ from claudestore.api.common import (
 from claudestore.core.errors import AuthenticationFailed, GatewayError, InvalidRequest, PermissionDenied
 from claudestore.storage.db import Database
 from claudestore.storage.keys import find_key, looks_like_key
+
+if TYPE_CHECKING:
+    from claudestore.admission.auth_throttle import AuthThrottle
 
 log = logging.getLogger("claudestore.api.admin")
 
@@ -58,30 +63,49 @@ MIN_RECOMMENDED_KEY_LENGTH = 24
 
 
 class AdminAuth:
-    """Checks the admin key before routing, so unknown paths reveal nothing either."""
+    """Checks the admin key before routing, so unknown paths reveal nothing either.
 
-    def __init__(self, app: ASGIApp, db: Database, admin_key: str | None) -> None:
+    With a ``throttle`` (``admission.auth_throttle``) every wrong key counts against the
+    client's address, and a throttled address is refused with 429 whatever it sends, the
+    right admin key included: otherwise the 429 would tell a guesser when a guess was right.
+    """
+
+    def __init__(
+        self, app: ASGIApp, db: Database, admin_key: str | None, throttle: AuthThrottle | None = None
+    ) -> None:
         self.app = app
         self.db = db
         self.key = admin_key.encode() if admin_key else None
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             request = Request(scope)
             try:
-                await self.check(api_key(request))
+                await self.check(api_key(request), scope)
             except GatewayError as err:
-                await error_response(err, request_id(request))(scope, receive, send)
+                response = error_response(err, request_id(request))
+                if err.retry_after is not None:
+                    response.headers["retry-after"] = str(max(1, math.ceil(err.retry_after)))
+                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    async def check(self, raw: str | None) -> None:
+    async def check(self, raw: str | None, scope: Scope | None = None) -> None:
+        """Pass for the admin key; otherwise raise. ``scope`` (the request's) names the client
+        for the throttle."""
         if self.key is None:
             raise PermissionDenied(NO_ADMIN_KEY)
+        throttle = self.throttle
+        client = throttle.client_of(scope) if throttle is not None and scope is not None else None
+        if throttle is not None:
+            throttle.check(client)
         if raw is None:
             raise AuthenticationFailed(MISSING_ADMIN_KEY)
         if hmac.compare_digest(raw.encode(), self.key):
             return
+        if throttle is not None:
+            throttle.failed(client)  # counted before the lookup below, which it bounds
         if looks_like_key(raw):
             async with self.db.session() as session:
                 if await find_key(session, raw) is not None:
@@ -179,7 +203,7 @@ class AdminAPI:
 
     async def list_keys(self, request: Request) -> Response:
         async with self.db.session() as s:
-            rows = await keys.list_keys(s, query_int(request, "account_id"))
+            rows = await keys.list_keys(s, query_id(request, "account_id"))
         return _list([serialize.key(k) for k in rows])
 
     async def get_key(self, request: Request) -> Response:
@@ -238,7 +262,7 @@ class AdminAPI:
         limit = query_int(request, "limit", 50, minimum=1, maximum=1000) or 50
         async with self.db.session() as s:
             await accounts.get_account(s, account_id)
-            rows = await credit.history(s, account_id, limit=limit, before_id=query_int(request, "before_id"))
+            rows = await credit.history(s, account_id, limit=limit, before_id=query_id(request, "before_id"))
         return _list([serialize.credit_entry(e) for e in rows])
 
     async def add_credit(self, request: Request) -> Response:
@@ -322,7 +346,7 @@ class AdminAPI:
     async def list_codes(self, request: Request) -> Response:
         limit = query_int(request, "limit", 100, minimum=1, maximum=1000) or 100
         async with self.db.session() as s:
-            rows = await codes.list_codes(s, limit=limit, before_id=query_int(request, "before_id"))
+            rows = await codes.list_codes(s, limit=limit, before_id=query_id(request, "before_id"))
         return _list([serialize.code(c) for c in rows])
 
     async def create_codes(self, request: Request) -> Response:
@@ -345,8 +369,8 @@ class AdminAPI:
         group_by = query_str(request, "group_by")
         start, end = usage.time_range(query_str(request, "from"), query_str(request, "to"))
         filters: dict[str, Any] = {
-            "account_id": query_int(request, "account_id"),
-            "key_id": query_int(request, "key_id"),
+            "account_id": query_id(request, "account_id"),
+            "key_id": query_id(request, "key_id"),
             "model": query_str(request, "model"),
             "start": start,
             "end": end,
@@ -369,8 +393,8 @@ class AdminAPI:
         async with self.db.session() as s:
             rows = await usage.recent(
                 s,
-                account_id=query_int(request, "account_id"),
-                key_id=query_int(request, "key_id"),
+                account_id=query_id(request, "account_id"),
+                key_id=query_id(request, "key_id"),
                 limit=limit + 1,
                 before_id=query_int(request, "before_id"),
             )
@@ -382,6 +406,10 @@ class AdminAPI:
                 "next_before_id": page[-1].id if len(rows) > limit else None,
             }
         )
+
+    async def openapi_document(self, request: Request) -> Response:
+        """The OpenAPI document of the admin API and the customer API (``api/openapi.py``)."""
+        return JSONResponse(openapi.document())
 
     def routes(self) -> list[Route]:
         a, k = "/admin/accounts/{account_id:int}", "/admin/keys/{key_id:int}"
@@ -405,6 +433,7 @@ class AdminAPI:
             ("/admin/codes/{code_id:int}", {"DELETE": self.delete_code}),
             ("/admin/usage", {"GET": self.usage}),
             ("/admin/usage/requests", {"GET": self.requests}),
+            ("/admin/openapi.json", {"GET": self.openapi_document}),
         ]
         return [
             Route(path, checked_ids(handler), methods=[method])
@@ -413,8 +442,15 @@ class AdminAPI:
         ]
 
 
-def admin_app(db: Database, *, admin_key: str | None, on_credit: OnCredit | None = None) -> Starlette:
-    """The admin API. ``admin_key`` None (or empty) disables it: every request gets 403."""
+def admin_app(
+    db: Database,
+    *,
+    admin_key: str | None,
+    on_credit: OnCredit | None = None,
+    throttle: AuthThrottle | None = None,
+) -> Starlette:
+    """The admin API. ``admin_key`` None (or empty) disables it: every request gets 403.
+    ``throttle`` counts wrong keys per client address (see :class:`AdminAuth`)."""
     admin_key = admin_key or None
     if admin_key is not None and len(admin_key) < MIN_RECOMMENDED_KEY_LENGTH:
         log.warning(
@@ -424,6 +460,6 @@ def admin_app(db: Database, *, admin_key: str | None, on_credit: OnCredit | None
     api = AdminAPI(db, on_credit)
     return Starlette(
         routes=api.routes(),
-        middleware=[*MIDDLEWARE, Middleware(AdminAuth, db=db, admin_key=admin_key)],
+        middleware=[*MIDDLEWARE, Middleware(AdminAuth, db=db, admin_key=admin_key, throttle=throttle)],
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )

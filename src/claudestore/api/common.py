@@ -102,7 +102,11 @@ async def _integrity_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    return error_response(InternalError("Internal error; it has been logged."), request_id(request))
+    # Starlette answers this one from its outermost middleware, outside RequestIdMiddleware.
+    rid = request_id(request)
+    response = error_response(InternalError("Internal error; it has been logged."), rid)
+    response.headers["request-id"] = response.headers["x-request-id"] = rid
+    return response
 
 
 EXCEPTION_HANDLERS: Mapping[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
@@ -184,6 +188,12 @@ def query_int(
     except ValueError:
         raise InvalidRequest(f"{name}: expected an integer, got {raw[:50]!r}", param=name) from None
     return fields.integer(value, name, minimum=minimum, maximum=maximum)
+
+
+def query_id(request: Request, name: str) -> int | None:
+    """An id in the query string, at most 2^31 - 1: the id columns are INTEGER on PostgreSQL,
+    which cannot bind a larger value (a 400 here rather than a 500 from the database)."""
+    return query_int(request, name, maximum=fields.MAX_INT32)
 
 
 def query_bool(request: Request, name: str, default: bool) -> bool:

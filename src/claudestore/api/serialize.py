@@ -5,6 +5,7 @@ never part of any output."""
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from claudestore.accounts.accounts import Member
@@ -20,6 +21,11 @@ from claudestore.storage.billing_models import (
     UsageRecord,
 )
 from claudestore.storage.models import ApiKey, utcnow
+
+
+def decimal(value: Decimal) -> str:
+    """Fixed-point text: ``"1000"``, never ``"1E+3"`` (as a price given as "1e3" would print)."""
+    return format(value, "f")
 
 
 def money(nanos: int) -> dict[str, Any]:
@@ -46,7 +52,7 @@ def plan(row: Plan) -> dict[str, Any]:
         "type": "plan",
         "name": row.name,
         "description": row.description,
-        "price_usd": str(row.price_usd),
+        "price_usd": decimal(row.price_usd),
         "period": row.period,
         "rpm": row.rpm,
         "tpm": row.tpm,
@@ -54,7 +60,7 @@ def plan(row: Plan) -> dict[str, Any]:
         "quota_tokens": row.quota_tokens,
         "included_credit": money(row.included_credit_nanos),
         "allowed_models": list(row.allowed_models),
-        "price_multiplier": str(row.price_multiplier),
+        "price_multiplier": decimal(row.price_multiplier),
         "trial": row.trial,
         "public": row.public,
         "created_at": row.created_at,
@@ -135,10 +141,10 @@ def price(row: ModelPrice) -> dict[str, Any]:
         "id": row.id,
         "type": "model_price",
         "model": row.model,
-        "input_per_mtok": str(row.input_per_mtok),
-        "output_per_mtok": str(row.output_per_mtok),
-        "cache_write_per_mtok": str(row.cache_write_per_mtok),
-        "cache_read_per_mtok": str(row.cache_read_per_mtok),
+        "input_per_mtok": decimal(row.input_per_mtok),
+        "output_per_mtok": decimal(row.output_per_mtok),
+        "cache_write_per_mtok": decimal(row.cache_write_per_mtok),
+        "cache_read_per_mtok": decimal(row.cache_read_per_mtok),
         "updated_at": row.updated_at,
     }
 

@@ -21,6 +21,8 @@ Families (label sets in braces):
 * ``claudestore_deployment_state`` {model, deployment, upstream, state} (1 for the current state)
 * ``claudestore_deployment_in_flight`` {model, deployment, upstream}
 * ``claudestore_draining`` (1 after SIGTERM)
+* ``claudestore_auth_failures_total``, ``claudestore_auth_throttled_total``,
+  ``claudestore_auth_throttle_clients`` (the failed-authentication throttle, when on)
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from claudestore.admission.auth_throttle import AuthThrottle
     from claudestore.routing.deployments import Deployment
     from claudestore.server.outcome import Outcome
 
@@ -78,6 +81,7 @@ class Metrics:
         self.fallbacks: dict[Labels, int] = {}
         self.cooldowns: dict[Labels, int] = {}
         self.draining = False
+        self.auth_throttle: AuthThrottle | None = None  # read when scraped; it keeps its own counts
 
     # -- the request path -----------------------------------------------------------------
 
@@ -224,5 +228,24 @@ class Metrics:
             labels = _labels(("model", "deployment", "upstream"), (d.model, d.name, d.provider.name))
             lines.append(f"claudestore_deployment_in_flight{{{labels}}} {d.in_flight}")
         gauge("claudestore_draining", "1 while the process drains after SIGTERM.", int(self.draining))
+        throttle = self.auth_throttle
+        if throttle is not None:
+            family(
+                "claudestore_auth_failures_total",
+                "counter",
+                "Failed authentications (a credential was sent).",
+            )
+            lines.append(f"claudestore_auth_failures_total {throttle.failures}")
+            family(
+                "claudestore_auth_throttled_total",
+                "counter",
+                "Requests refused with 429 because their address failed authentication too often.",
+            )
+            lines.append(f"claudestore_auth_throttled_total {throttle.refused}")
+            gauge(
+                "claudestore_auth_throttle_clients",
+                "Client addresses with recent failed authentications (bounded).",
+                len(throttle),
+            )
         lines.append("")
         return "\n".join(lines).encode()

@@ -7,6 +7,7 @@ exactly; ``?beta=true`` and other query strings are ignored where the SDKs add t
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import signal
@@ -17,17 +18,22 @@ from typing import Any
 
 import orjson
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
+from claudestore.accounts.fields import Conflict
+from claudestore.accounts.plans import seed_starter_plan
+from claudestore.admission.auth_throttle import AuthThrottle
 from claudestore.api.account import account_app
 from claudestore.api.admin import AdminAuth, admin_app
 from claudestore.config import Config, load_config
-from claudestore.core.errors import GatewayError, NotFound
+from claudestore.core.errors import AuthenticationFailed, GatewayError, NotFound
 from claudestore.server.count_tokens import handle_count_tokens
 from claudestore.server.gateway import Gateway
 from claudestore.server.generate import handle_generate, send_error
 from claudestore.server.http import Receive, Request, Scope, Send, send_bytes
 from claudestore.server.models import get_model, list_models
 from claudestore.translate.dialects import ANTHROPIC, OPENAI, Dialect
+from claudestore.web.app import is_web_path, web_app
 
 log = logging.getLogger("claudestore")
 
@@ -50,13 +56,13 @@ async def _chat(gw: Gateway, req: Request, send: Send) -> None:
 
 
 async def _models(gw: Gateway, req: Request, send: Send) -> None:
-    await gw.auth.authenticate(req.api_key())
+    await gw.auth.authenticate_client(req.api_key(), req.scope)
     body = list_models(gw.config.models, req.query)
     await send_bytes(send, 200, orjson.dumps(body), gw.response_headers(req))
 
 
 async def _model(gw: Gateway, req: Request, send: Send) -> None:
-    await gw.auth.authenticate(req.api_key())
+    await gw.auth.authenticate_client(req.api_key(), req.scope)
     body = get_model(gw.config.models, req.path[len("/v1/models/") :])
     await send_bytes(send, 200, orjson.dumps(body), gw.response_headers(req))
 
@@ -90,9 +96,39 @@ async def _readyz(gw: Gateway, req: Request, send: Send) -> None:
     await send_bytes(send, 200 if ready else 503, orjson.dumps(body), gw.response_headers(req))
 
 
+METRICS_TOKEN = "Missing or wrong metrics token: send Authorization: Bearer <server.metrics_token>."
+
+
+def _check_metrics_token(gw: Gateway, req: Request) -> None:
+    """With ``server.metrics_token`` set, /metrics needs it as a bearer token (compared in
+    constant time; wrong tokens count against the client like any failed authentication)."""
+    token = gw.config.server.metrics_token
+    if token is None:
+        return
+    throttle = gw.auth.throttle
+    client = throttle.client_of(req.scope) if throttle is not None else None
+    if throttle is not None:
+        throttle.check(client)
+    auth = req.headers.get("authorization", "")
+    presented = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    if hmac.compare_digest(presented.encode(), token.encode()):
+        return
+    if throttle is not None and presented:
+        throttle.failed(client)
+    raise AuthenticationFailed(METRICS_TOKEN, code="invalid_metrics_token")
+
+
 async def _metrics(gw: Gateway, req: Request, send: Send) -> None:
     if not gw.config.server.metrics:
         raise NotFound("Metrics are switched off (server.metrics: false).")
+    try:
+        _check_metrics_token(gw, req)
+    except GatewayError as err:
+        headers = gw.response_headers(req)
+        if err.status == 401:
+            headers["www-authenticate"] = 'Bearer realm="metrics"'
+        await send_error(send, _dialect_for(req), err, headers)
+        return
     body = gw.metrics.render(gw.router.deployments())
     await send_bytes(send, 200, body, {}, content_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -121,6 +157,7 @@ class GatewayApp:
         self.admin: Any = None
         self.admin_auth: AdminAuth | None = None
         self.account: Any = None
+        self.web: Any = None
 
     async def startup(self) -> Gateway:
         gw = await Gateway.start(self.config)
@@ -129,9 +166,26 @@ class GatewayApp:
         async def on_credit(account_id: int, nanos: int, credit_id: int) -> None:
             await limiter.credit(account_id, nanos, credit_id)
 
-        self.admin = admin_app(gw.db, admin_key=self.config.admin.resolved_key(), on_credit=on_credit)
-        self.admin_auth = AdminAuth(self.admin, gw.db, self.config.admin.resolved_key())
-        self.account = account_app(gw.db, gw.auth.authenticate, on_credit=on_credit)
+        # One failed-authentication throttle per process for every credential check (API keys,
+        # the admin key, the metrics token): a scanner is slowed down whichever door it tries.
+        throttle = gw.auth.throttle = gw.metrics.auth_throttle = AuthThrottle.from_config(self.config.server)
+        admin_key = self.config.admin.resolved_key()
+        self.admin = admin_app(gw.db, admin_key=admin_key, on_credit=on_credit, throttle=throttle)
+        self.admin_auth = AdminAuth(self.admin, gw.db, admin_key, throttle)
+        self.account = account_app(
+            gw.db, gw.auth.authenticate, on_credit=on_credit, authenticate_client=gw.auth.authenticate_client
+        )
+        if self.config.web.enabled:
+            if self.config.web.seed_free_plan:
+                await _seed_starter_plan(gw)
+            self.web = web_app(
+                gw.db,
+                self.config,
+                admin_key=admin_key,
+                on_credit=on_credit,
+                deployments=gw.router.deployments,
+                admin_throttle=throttle,
+            )
         self.gateway = gw
         _drain_on_signals(gw)
         return gw
@@ -141,7 +195,7 @@ class GatewayApp:
         req = Request(scope, receive)
         headers = gw.response_headers(req)
         try:
-            await self.admin_auth.check(req.api_key())
+            await self.admin_auth.check(req.api_key(), scope)
             if req.method != "GET":
                 raise GatewayError(
                     f"Method {req.method} is not allowed on /admin/upstreams; use GET.",
@@ -198,10 +252,12 @@ class GatewayApp:
             app = self.admin if path.startswith("/admin/") else self.account
             await app(scope, receive, send)
             if scope["method"] not in ("GET", "HEAD"):
-                # A plan, price, key or subscription may have changed: this process sees it at
-                # once; other worker processes within accounting.policy_ttl.
-                gw.accounting.policies.invalidate()
-                gw.accounting.prices.invalidate()
+                _state_changed(gw)
+            return
+        if gw is not None and self.web is not None and is_web_path(path):
+            await self.web(scope, receive, send)
+            if scope["method"] not in ("GET", "HEAD"):
+                _state_changed(gw)
             return
         req = Request(scope, receive)
         if gw is None:
@@ -244,6 +300,26 @@ class GatewayApp:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _state_changed(gw: Gateway) -> None:
+    """After an admin, account or web POST: a plan, price, key or subscription may have changed.
+    This process sees it at once (a revoked key stops now); other worker processes within
+    accounting.policy_ttl and the key cache's ttl (5 s)."""
+    gw.accounting.policies.invalidate()
+    gw.accounting.prices.invalidate()
+    gw.auth.clear()
+
+
+async def _seed_starter_plan(gw: Gateway) -> None:
+    """A fresh install offers a Free plan (web.seed_free_plan); concurrent workers may race."""
+    try:
+        async with gw.db.session() as session:
+            if await seed_starter_plan(session) is not None:
+                await session.commit()
+                log.info("created the starter plan 'Free' (web.seed_free_plan)")
+    except (IntegrityError, Conflict):
+        pass  # another worker created it first
 
 
 def _drain_on_signals(gw: Gateway) -> None:

@@ -27,7 +27,7 @@ _NOT_COUNTED = ("max_tokens", "stream", "metadata", "stop_sequences")
 async def handle_count_tokens(gw: Gateway, req: Request, send: Send) -> None:
     headers = gw.response_headers(req)
     try:
-        key = await gw.auth.authenticate(req.api_key())
+        key = await gw.auth.authenticate_client(req.api_key(), req.scope)
         policy = await gw.accounting.policy(key)  # a disabled account or no active plan is refused here
         body = parse_json_object(await req.body(gw.config.server.max_body_bytes))
         for name in _NOT_COUNTED:

@@ -122,7 +122,7 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
     try:
         if gw.draining:
             raise Overloaded(SHUTTING_DOWN, retry_after=1)
-        key = await gw.auth.authenticate(req.api_key())
+        key = await gw.auth.authenticate_client(req.api_key(), req.scope)
         out.key_id = key.id
         policy = await gw.accounting.policy(key)
         out.account_id = policy.account_id

@@ -21,8 +21,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,6 +39,9 @@ from claudestore.storage.keys import (
     touch_keys,
 )
 from claudestore.storage.models import ApiKey
+
+if TYPE_CHECKING:
+    from claudestore.admission.auth_throttle import AuthThrottle
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +111,8 @@ class KeyAuthenticator:
         self._touches: dict[int, float] = {}  # key id -> time.time() of last use
         self._flusher: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
+        # Per-client failed-authentication throttle (admission.auth_throttle); set by the app.
+        self.throttle: AuthThrottle | None = None
 
     # -- request path -------------------------------------------------------
 
@@ -128,6 +135,22 @@ class KeyAuthenticator:
             raise AuthenticationFailed(_expired_message(entry.expires_ts), code="api_key_expired")
         self._touches[info.id] = now
         return info
+
+    def authenticate_client(self, raw: str | None, scope: MutableMapping[str, Any]) -> Awaitable[KeyInfo]:
+        """:meth:`authenticate` for the request ``scope``: with a ``throttle``, failures are
+        counted per client address and a throttled client is refused (429) before any lookup,
+        unless :meth:`knows` the key."""
+        throttle = self.throttle
+        if throttle is None:
+            return self.authenticate(raw)
+        return throttle.guard(self, raw, scope)
+
+    def knows(self, raw: str | None) -> bool:
+        """The key is in the positive cache (it existed at its last lookup, fresh or stale):
+        one HMAC and a dict lookup, no query."""
+        if raw is None or not looks_like_key(raw := raw.strip()):
+            return False
+        return hash_key(raw, pepper=self._pepper) in self._known
 
     def clear(self) -> None:
         """Forget every cached lookup (e.g. right after revoking a key in this process)."""

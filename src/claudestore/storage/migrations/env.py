@@ -15,7 +15,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection
 
-import claudestore.storage.billing_models  # noqa: F401  (registers the tables on Base.metadata)
+from claudestore.storage import billing_models, web_models  # noqa: F401  (register their tables on Base.metadata)
 from claudestore.storage.db import make_engine, normalize_url
 from claudestore.storage.models import Base
 
