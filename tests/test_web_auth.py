@@ -8,15 +8,20 @@ security headers on every page. The browser walks are in test_web_store.py.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+import pytest_asyncio
 
+from tests.support.databases import postgres_database
 from tests.support.servers import ADMIN_KEY, FakeUpstream, Gateway, start_gateway, stop
 
 PASSWORD = "a perfectly long password"
@@ -24,18 +29,40 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, fake_upstream: FakeUpstream) -> Iterator[Gateway]:
-    tmp = tmp_path_factory.mktemp("web-auth")
-    gw = start_gateway(
-        tmp,
-        fake_upstream,
-        f"sqlite:///{tmp / 'web.db'}",
-        name="web-auth",
-        web={"seed_free_plan": True, "login_attempts": 5, "login_window_seconds": 60},
-    )
-    yield gw
-    stop(gw.proc)
+@pytest_asyncio.fixture(scope="module", loop_scope="session", params=["sqlite", "postgres"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake_upstream: FakeUpstream
+) -> AsyncIterator[Gateway]:
+    tmp = tmp_path_factory.mktemp(f"web-auth-{request.param}")
+    web = {"seed_free_plan": True, "login_attempts": 5, "login_window_seconds": 60}
+    if request.param == "sqlite":
+        gw = start_gateway(tmp, fake_upstream, f"sqlite:///{tmp / 'web.db'}", name="web-auth", web=web)
+        yield gw
+        stop(gw.proc)
+        return
+    async with postgres_database() as url:
+        gw = start_gateway(tmp, fake_upstream, url, name="web-auth", web=web)
+        yield gw
+        stop(gw.proc)
+
+
+def query(store: Gateway, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    """Rows straight from the gateway's database (SQLite file or PostgreSQL)."""
+    if store.database_url.startswith("sqlite"):
+        db = sqlite3.connect(store.database_url.split(":///", 1)[1])
+        try:
+            return db.execute(sql.replace("$1", "?"), args).fetchall()
+        finally:
+            db.close()
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(store.database_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            return [tuple(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
 
 
 def token(html: str) -> str:
@@ -109,11 +136,9 @@ def test_signup_twice_is_a_conflict_and_passwords_are_argon2id(store: Gateway) -
     form = client.get("/signup")
     resp = client.post("/signup", data={"csrf_token": token(form.text), "email": email.upper(), "password": PASSWORD})
     assert resp.status_code == 409 and "log in instead" in resp.text
-    db = sqlite3.connect(store.database_url.removeprefix("sqlite:///"))
-    (stored,) = db.execute("SELECT password_hash FROM users WHERE email = ?", (email,)).fetchone()
+    ((stored,),) = query(store, "SELECT password_hash FROM users WHERE email = $1", email)
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
-    tokens = [row[0] for row in db.execute("SELECT token_hash FROM web_sessions")]
-    db.close()
+    tokens = [row[0] for row in query(store, "SELECT token_hash FROM web_sessions")]
     assert tokens and all(len(t) == 64 for t in tokens)
 
 

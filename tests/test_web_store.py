@@ -196,6 +196,9 @@ async def test_admin_creates_a_plan_that_appears_on_the_plans_page(
     card = anonymous.locator(f"article[data-plan='{name}']")
     await expect(card).to_contain_text("$20.00")
     await expect(card).to_contain_text("120 requests / min")
+    await anonymous.goto(store.url + "/docs/quickstart")
+    await expect(anonymous.locator("main")).to_contain_text(f"{store.url}/v1/messages")
+    await anonymous.screenshot(path=shots / "11-docs-quickstart.png", full_page=True)
     await anonymous.close()
     await context.close()
 
