@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from claudestore.accounts import fields
@@ -79,16 +80,32 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
     return error_response(exc, request_id(request))
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method the app serves on this path: Starlette's own ``Allow`` names only the first
+    route that matched the path, and the apps have one route per method."""
+    methods: set[str] = set()
+    for route in getattr(request.scope.get("app"), "routes", ()):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    allowed = ""
     if exc.status_code == 404:
         message = f"No route for {request.method} {request.url.path[:200]}."
     elif exc.status_code == 405:
-        message = f"Method {request.method} is not allowed on {request.url.path[:200]}."
+        allowed = _allowed_methods(request)
+        message = f"Method {request.method} is not allowed on {request.url.path[:200]}; use {allowed}."
     else:
         message = str(exc.detail)
     kind = ERROR_KINDS.get(exc.status_code, "invalid_request_error")
-    return error_response(GatewayError(message, status=exc.status_code, kind=kind), request_id(request))
+    response = error_response(GatewayError(message, status=exc.status_code, kind=kind), request_id(request))
+    if allowed:
+        response.headers["allow"] = allowed  # required on a 405 (RFC 9110)
+    return response
 
 
 async def _integrity_error(request: Request, exc: Exception) -> Response:

@@ -73,6 +73,16 @@ def body(properties: dict[str, Schema], *, required: tuple[str, ...] = (), **ext
     return schema
 
 
+def _given(name: str) -> Schema:
+    """``name`` is present and not null (the services treat null as absent)."""
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+def _at_most_one(a: str, b: str) -> Schema:
+    """Not both ``a`` and ``b`` given (null counts as absent): the services refuse both."""
+    return {"not": {"allOf": [_given(a), _given(b)]}}
+
+
 def const(value: Any) -> Schema:
     return {"const": value}
 
@@ -84,6 +94,11 @@ STRING: Schema = {"type": "string"}
 TIME: Schema = {"type": "string", "format": "date-time"}
 # Text the services trim, then require non-empty and free of NUL (PostgreSQL's text cannot hold it).
 _NOT_NUL = "[^\\x00]*"
+#: Python's whitespace (what str.strip() removes), spelled out because JSON Schema's ``\\s``
+#: (ECMA-262) differs: it lacks U+001C..U+001F and U+0085, and has U+FEFF.
+_WS = "\\t\\n\\x0b\\x0c\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+_SPACES = f"[{_WS}]*"
+NON_BLANK = f"^{_NOT_NUL}[^{_WS}\\x00]{_NOT_NUL}$"
 
 
 def text(max_len: int, description: str | None = None) -> Schema:
@@ -91,7 +106,7 @@ def text(max_len: int, description: str | None = None) -> Schema:
         "type": "string",
         "minLength": 1,
         "maxLength": max_len,
-        "pattern": f"^{_NOT_NUL}[^\\s\\x00]{_NOT_NUL}$",
+        "pattern": NON_BLANK,
     }
     if description:
         schema["description"] = description
@@ -108,7 +123,7 @@ def optional_text(max_len: int, description: str | None = None) -> Schema:
 EMAIL: Schema = {
     "type": "string",
     "maxLength": 320,
-    "pattern": "^\\s*[^@\\s\\x00]+@[^@\\s\\x00]+\\.[^@\\s\\x00]+\\s*$",
+    "pattern": f"^{_SPACES}[^@{_WS}\\x00]+@[^@{_WS}\\x00]+\\.[^@{_WS}\\x00]+{_SPACES}$",
     "description": "An email address (stored in lower case).",
 }
 OPTIONAL_EMAIL: Schema = {"anyOf": [EMAIL, {"const": ""}, {"type": "null"}], "description": "Empty or null clears it."}
@@ -116,6 +131,7 @@ WHEN: Schema = {
     "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}],
     "description": "An ISO 8601 time (2026-01-31T12:00:00Z) or date (midnight UTC); no offset means UTC.",
 }
+WHEN_QUERY: Schema = {**WHEN, "anyOf": [*WHEN["anyOf"], {"const": ""}], "description": WHEN["description"] + " Empty: no bound."}
 LIMIT: Schema = {
     "type": ["integer", "null"],
     "minimum": 1,
@@ -125,7 +141,7 @@ LIMIT: Schema = {
 PATTERNS: Schema = {
     "type": "array",
     "minItems": 1,
-    "items": {"type": "string", "maxLength": 200, "pattern": f"^{_NOT_NUL}[^\\s\\x00]{_NOT_NUL}$"},
+    "items": {"type": "string", "maxLength": 200, "pattern": NON_BLANK},
     "description": 'fnmatch model patterns such as ["claude-*"]; ["*"] allows every model.',
 }
 
@@ -140,7 +156,7 @@ def decimal(maximum: int, places: int, *, minimum: int = 0, description: str = "
             {"type": "number", "minimum": minimum, "maximum": maximum, "multipleOf": 10**-places},
             {
                 "type": "string",
-                "pattern": f"^\\s*{sign}[0-9]{{1,{digits}}}(\\.[0-9]{{1,{places}}})?\\s*$",
+                "pattern": f"^{_SPACES}{sign}[0-9]{{1,{digits}}}(\\.[0-9]{{1,{places}}})?{_SPACES}$",
             },
         ],
         "description": f"{description} At most {places} decimal places, from {minimum} to {maximum}.".strip(),
@@ -154,8 +170,8 @@ MULTIPLIER: Schema = {
         {
             "type": "string",
             "pattern": (
-                "^\\s*(0*[1-9][0-9]{0,2}(\\.[0-9]{1,4})?"
-                "|[0-9]+\\.([1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9]))\\s*$"
+                f"^{_SPACES}(0*[1-9][0-9]{{0,2}}(\\.[0-9]{{1,4}})?"
+                f"|[0-9]+\\.([1-9][0-9]{{0,3}}|0[1-9][0-9]{{0,2}}|00[1-9][0-9]?|000[1-9])){_SPACES}$"
             ),
         },
     ],
@@ -526,8 +542,16 @@ def _components() -> dict[str, Schema]:
             required=("email",),
             description="Adds the user with this email (created if new); an existing member gets the role.",
         ),
-        "KeyCreate": body(_key_fields(), example={"name": "ci-bot", "rpm_limit": 10}),
-        "KeyUpdate": body(_key_fields(), description="expires_at null removes the expiry."),
+        "KeyCreate": body(
+            _key_fields(),
+            allOf=[_at_most_one("expires_at", "expires_in_days")],
+            example={"name": "ci-bot", "rpm_limit": 10},
+        ),
+        "KeyUpdate": body(
+            _key_fields(),
+            allOf=[_at_most_one("expires_at", "expires_in_days")],
+            description="expires_at null removes the expiry.",
+        ),
         "SubscriptionCreate": body(
             {"plan": {"anyOf": [{"type": "integer"}, text(100)], "description": "A plan id or exact name."}},
             required=("plan",),
@@ -535,8 +559,8 @@ def _components() -> dict[str, Schema]:
         ),
         "CreditCreate": body(
             {
-                "usd": decimal(MAX_CREDIT_USD, 9, minimum=-MAX_CREDIT_USD, description="USD."),
-                "nanos": {"type": "integer", "minimum": -MAX_CREDIT_NANOS, "maximum": MAX_CREDIT_NANOS},
+                "usd": nullable(decimal(MAX_CREDIT_USD, 9, minimum=-MAX_CREDIT_USD, description="USD.")),
+                "nanos": {"type": ["integer", "null"], "minimum": -MAX_CREDIT_NANOS, "maximum": MAX_CREDIT_NANOS},
                 "reference": optional_text(200, "Free text such as an invoice number."),
                 "kind": {"enum": ["topup", "adjustment"], "default": "topup"},
             },
@@ -544,15 +568,22 @@ def _components() -> dict[str, Schema]:
                 "Exactly one of usd or nanos. A topup adds a positive amount; an adjustment "
                 "is any non-zero amount, negative takes credit away."
             ),
-            anyOf=[{"required": ["usd"]}, {"required": ["nanos"]}],
+            anyOf=[_given("usd"), _given("nanos")],
+            allOf=[_at_most_one("usd", "nanos")],
             example={"usd": "10.00", "reference": "invoice 42"},
         ),
-        "PlanCreate": body(_plan_fields(), required=("name",), example={"name": "starter", "rpm": 60}),
+        "PlanCreate": body(
+            _plan_fields(),
+            required=("name",),
+            allOf=[_at_most_one("included_credit_usd", "included_credit_nanos")],
+            example={"name": "starter", "rpm": 60},
+        ),
         "PlanUpdate": body(
             {
                 **_plan_fields(),
                 "archived": {"type": "boolean", "description": "false restores an archived plan."},
-            }
+            },
+            allOf=[_at_most_one("included_credit_usd", "included_credit_nanos")],
         ),
         "PriceSet": body(
             {
@@ -571,8 +602,8 @@ def _components() -> dict[str, Schema]:
         "CodesCreate": body(
             {
                 "count": {"type": "integer", "minimum": 1, "maximum": codes.MAX_BATCH, "default": 1},
-                "credit_usd": decimal(MAX_CREDIT_USD, 9, description="Credit each redemption adds, in USD."),
-                "credit_nanos": {"type": "integer", "minimum": 0, "maximum": MAX_CREDIT_NANOS},
+                "credit_usd": nullable(decimal(MAX_CREDIT_USD, 9, description="Credit each redemption adds, USD.")),
+                "credit_nanos": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_CREDIT_NANOS},
                 "plan": {
                     "anyOf": [{"type": "integer"}, text(100), {"type": "null"}],
                     "description": "A plan id or name the code subscribes to (not archived).",
@@ -582,6 +613,7 @@ def _components() -> dict[str, Schema]:
                 "expires_in_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 36500},
             },
             description="A code needs credit, a plan, or both. Each raw code is shown only once.",
+            allOf=[_at_most_one("credit_usd", "credit_nanos"), _at_most_one("expires_at", "expires_in_days")],
             example={"count": 5, "credit_usd": "5"},
         ),
         "Redeem": body(
@@ -615,8 +647,8 @@ def _plan_fields() -> dict[str, Schema]:
         "tpm": LIMIT,
         "max_concurrency": LIMIT,
         "quota_tokens": {"type": ["integer", "null"], "minimum": 1, "maximum": fields.MAX_INT64},
-        "included_credit_usd": decimal(MAX_CREDIT_USD, 9, description="Credit granted on subscribing, USD."),
-        "included_credit_nanos": {"type": "integer", "minimum": 0, "maximum": MAX_CREDIT_NANOS},
+        "included_credit_usd": nullable(decimal(MAX_CREDIT_USD, 9, description="Credit granted on subscribing.")),
+        "included_credit_nanos": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_CREDIT_NANOS},
         "allowed_models": PATTERNS,
         "price_multiplier": MULTIPLIER,
         "trial": BOOLEAN,
@@ -723,12 +755,12 @@ def _admin_paths() -> dict[str, dict[str, Schema]]:
         "name": "model",
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": f"^{_NOT_NUL}[^\\s\\x00]{_NOT_NUL}$"},
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NON_BLANK},
         "description": "A model id or an fnmatch pattern such as claude-*; may contain slashes.",
     }
     time_range = [
-        query("from", WHEN, "Start of the range (inclusive)."),
-        query("to", WHEN, "End of the range (exclusive); a date includes that whole day."),
+        query("from", WHEN_QUERY, "Start of the range (inclusive)."),
+        query("to", WHEN_QUERY, "End of the range (exclusive); a date includes that whole day."),
     ]
     filters = [
         query("account_id", QUERY_ID),
@@ -1032,8 +1064,8 @@ def _customer_paths() -> dict[str, dict[str, Schema]]:
                 (200, "CustomerUsageReport"),
                 params=[
                     query("group_by", {"enum": ["day", "model", "key"]}),
-                    query("from", WHEN, "Start of the range (inclusive)."),
-                    query("to", WHEN, "End of the range (exclusive); a date includes that whole day."),
+                    query("from", WHEN_QUERY, "Start of the range (inclusive)."),
+                    query("to", WHEN_QUERY, "End of the range (exclusive); a date includes that whole day."),
                 ],
                 security=sec,
                 tag=tag,
