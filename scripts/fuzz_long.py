@@ -2,7 +2,9 @@
 """The long fuzz run (issue 9): at least 10,000 generated requests against a real gateway.
 
 Not part of CI (CI runs the same generators with a few hundred examples). It runs
-``tests/test_fuzz_endpoints.py`` under the ``claudestore-long`` hypothesis profile: random
+``tests/test_fuzz_generation.py``, ``tests/test_fuzz_management_apis.py`` and
+``tests/test_fuzz_transport.py`` (in that order: the last one ends with the whole run's
+check) under the ``claudestore-long`` hypothesis profile: random
 (not derandomized) generation, ``--examples`` examples shared among the fuzz tests by their
 weights, against a fresh gateway on SQLite in front of the fake upstream. The properties are
 the CI ones: no 5xx caused by the input, every error in the caller's shape, the gateway
@@ -72,7 +74,9 @@ def main() -> int:
         "-s",
         "-p",
         "no:cacheprovider",
-        "tests/test_fuzz_endpoints.py",
+        "tests/test_fuzz_generation.py",
+        "tests/test_fuzz_management_apis.py",
+        "tests/test_fuzz_transport.py",
         *args.pytest_args,
     ]
     print("$", " ".join(command), f"(CLAUDESTORE_FUZZ_EXAMPLES={args.examples})", flush=True)

@@ -91,7 +91,7 @@ def gateway_config(upstream: FakeUpstream, database_url: str, **extra: Any) -> d
         "web": {"seed_free_plan": False, **extra.get("web", {})},
         # Failed-authentication throttling (20 per address and minute by default) would turn the
         # deliberate 401s of the e2e and fuzz suites, all from 127.0.0.1, into 429s: counted
-        # but never reached here. tests/test_security.py tests it with the defaults.
+        # but never reached here. tests/test_security_limits.py tests it with the defaults.
         "server": {"auth_failures": {"limit": 1_000_000}, **extra.get("server", {})},
         "admin": {"api_key": ADMIN_KEY},
         "database": {"url": database_url},
