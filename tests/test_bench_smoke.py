@@ -10,6 +10,7 @@ expected row.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,55 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert customer["paired"]["customer"]["rps"] > 0
     assert customer["paired"]["operator"]["rps"] > 0
     assert customer["probe"]["ratelimit_headers"], "the customer key went through the limiter"
+
+
+def test_soak_smoke(tmp_path: Path) -> None:
+    """scripts/soak.py (the soak test, not run in CI) for a few seconds: it starts the fake
+    upstream and a metered gateway, sends every scenario of its mix, samples RSS, fds and the
+    ledger, checks the ledger against the requests, and writes its Markdown summary."""
+    out = tmp_path / "SOAK.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "soak.py"),
+            "--seconds",
+            "6",
+            "--rps",
+            "25",
+            "--sample-every",
+            "1",
+            "--table-every",
+            "2",
+            "--warmup",
+            "1",
+            "--output",
+            str(out),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = out.read_text()
+    for expected in (
+        "# ClaudeStore soak test",
+        "- **Command**: `scripts/soak.py --seconds 6",
+        "- **Commit**: ",
+        "- **Machine**: ",
+        "- **Verdict**: PASS",
+        "- [x] ledger rows = requests sent with the customer key",
+        "- [x] no unexpected outcome",
+        "## Per interval",
+        "| time | done | ok | stream_error |",
+        "## By scenario",
+        "| disconnect | 8 | disconnect |",
+    ):
+        assert expected in text, f"missing {expected!r} in:\n{text}"
+    ledger = re.search(r"Ledger: (\d+) rows for (\d+) metered requests", text)
+    assert ledger and ledger.group(1) == ledger.group(2) and int(ledger.group(1)) > 50, text
+    for scenario in ("ok", "disconnect", "cut", "error_after", "invalid_json"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {scenario} |"))
+        assert sum(int(cell) for cell in row.split("|")[4:-1]) > 0, f"scenario {scenario} never ran:\n{text}"

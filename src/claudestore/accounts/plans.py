@@ -115,6 +115,8 @@ async def get_plan(session: AsyncSession, ident: int | str) -> Plan:
         number = int(ident)
         # An id beyond the id column (INTEGER on PostgreSQL) names no plan; the database cannot bind it.
         plan = await session.get(Plan, number) if 1 <= number <= fields.MAX_INT32 else None
+    elif "\x00" in ident:  # no plan's name holds NUL, and PostgreSQL cannot compare one
+        plan = None
     else:
         plan = await repository.plan_by_name(session, ident.strip())
     if plan is None:

@@ -29,7 +29,9 @@ def _per_mtok(value: Any, field: str) -> Decimal:
 
 
 async def get_price(session: AsyncSession, model: str) -> ModelPrice:
-    row = await session.scalar(select(ModelPrice).where(ModelPrice.model == model))
+    row = None
+    if "\x00" not in model:  # no stored model holds NUL, and PostgreSQL cannot even compare one
+        row = await session.scalar(select(ModelPrice).where(ModelPrice.model == model))
     if row is None:
         raise NotFound(f"No price for model {model!r}; list the prices to see which models have one.")
     return row

@@ -57,7 +57,9 @@ async def lock_account(session: AsyncSession, account_id: int) -> Account | None
     return await session.scalar(statement)
 
 
-async def add_balance(session: AsyncSession, account_id: int, delta: int, *, bound: int | None = None) -> bool:
+async def add_balance(
+    session: AsyncSession, account_id: int, delta: int, *, bound: int | None = None
+) -> bool:
     """Atomically add ``delta`` nano-dollars to the balance; False if there is no such account,
     or if the new balance would leave ``[-bound, bound]`` (compared without overflowing)."""
     statement = update(Account).where(Account.id == account_id)

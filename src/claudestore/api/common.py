@@ -226,6 +226,8 @@ def query_bool(request: Request, name: str, default: bool) -> bool:
 
 def query_str(request: Request, name: str) -> str | None:
     raw = request.query_params.get(name)
+    if raw and "\x00" in raw:  # PostgreSQL's text cannot hold it: the query would fail
+        raise InvalidRequest(f"{name}: must not contain the NUL character (U+0000)", param=name)
     return raw if raw else None
 
 

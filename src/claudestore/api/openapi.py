@@ -11,10 +11,11 @@ Served at ``GET /admin/openapi.json`` (admin key; both APIs) and ``GET /v1/accou
 Starlette apps is documented, and fuzzes a running gateway against this document.
 
 A few rules cannot be said in JSON Schema and are given in the descriptions only: an
-``expires_at`` must lie in the future; ``usd``/``nanos`` (and ``expires_at``/``expires_in_days``)
-are alternatives, at most one of each pair; a top-up is positive and an adjustment non-zero;
-a redeem code needs credit or a plan; ``to`` must be after ``from``; text fields are trimmed
-before their length is checked.
+``expires_at`` must lie in the future; a top-up is positive and an adjustment non-zero; ``to``
+must be after ``from``; an input price above 79,999,999.2 needs its own ``cache_write``. And two
+leniencies are not described: an empty query parameter (``?limit=``) counts as not given, and a
+JSON Schema "integer" written as ``3.0`` is refused (the services want a JSON integer). Text is
+trimmed (Python's whitespace, spelled out in the patterns) before its length is checked.
 """
 
 from __future__ import annotations
@@ -126,12 +127,19 @@ EMAIL: Schema = {
     "pattern": f"^{_SPACES}[^@{_WS}\\x00]+@[^@{_WS}\\x00]+\\.[^@{_WS}\\x00]+{_SPACES}$",
     "description": "An email address (stored in lower case).",
 }
-OPTIONAL_EMAIL: Schema = {"anyOf": [EMAIL, {"const": ""}, {"type": "null"}], "description": "Empty or null clears it."}
+OPTIONAL_EMAIL: Schema = {
+    "anyOf": [EMAIL, {"const": ""}, {"type": "null"}],
+    "description": "Empty or null clears it.",
+}
 WHEN: Schema = {
     "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}],
     "description": "An ISO 8601 time (2026-01-31T12:00:00Z) or date (midnight UTC); no offset means UTC.",
 }
-WHEN_QUERY: Schema = {**WHEN, "anyOf": [*WHEN["anyOf"], {"const": ""}], "description": WHEN["description"] + " Empty: no bound."}
+WHEN_QUERY: Schema = {
+    **WHEN,
+    "anyOf": [*WHEN["anyOf"], {"const": ""}],
+    "description": WHEN["description"] + " Empty: no bound.",
+}
 LIMIT: Schema = {
     "type": ["integer", "null"],
     "minimum": 1,
@@ -530,7 +538,10 @@ def _components() -> dict[str, Schema]:
                 "name": text(200),
                 "kind": {"enum": list(accounts.KINDS)},
                 "email": OPTIONAL_EMAIL,
-                "disabled": {"type": "boolean", "description": "true disables the account, false enables it."},
+                "disabled": {
+                    "type": "boolean",
+                    "description": "true disables the account, false enables it.",
+                },
             }
         ),
         "MemberAdd": body(
@@ -560,7 +571,11 @@ def _components() -> dict[str, Schema]:
         "CreditCreate": body(
             {
                 "usd": nullable(decimal(MAX_CREDIT_USD, 9, minimum=-MAX_CREDIT_USD, description="USD.")),
-                "nanos": {"type": ["integer", "null"], "minimum": -MAX_CREDIT_NANOS, "maximum": MAX_CREDIT_NANOS},
+                "nanos": {
+                    "type": ["integer", "null"],
+                    "minimum": -MAX_CREDIT_NANOS,
+                    "maximum": MAX_CREDIT_NANOS,
+                },
                 "reference": optional_text(200, "Free text such as an invoice number."),
                 "kind": {"enum": ["topup", "adjustment"], "default": "topup"},
             },
@@ -590,19 +605,30 @@ def _components() -> dict[str, Schema]:
                 "input": decimal(MAX_PER_MTOK, 6, description="USD per million input tokens."),
                 "output": decimal(MAX_PER_MTOK, 6, description="USD per million output tokens."),
                 "cache_write": nullable(
-                    decimal(MAX_PER_MTOK, 6, description="USD per million cache-write tokens (default 1.25 x input).")
+                    decimal(
+                        MAX_PER_MTOK,
+                        6,
+                        description="USD per million cache-write tokens (default 1.25 x input).",
+                    )
                 ),
                 "cache_read": nullable(
-                    decimal(MAX_PER_MTOK, 6, description="USD per million cache-read tokens (default 0.1 x input).")
+                    decimal(
+                        MAX_PER_MTOK,
+                        6,
+                        description="USD per million cache-read tokens (default 0.1 x input).",
+                    )
                 ),
             },
             required=("input", "output"),
+            description="An input price above 79999999.2 needs an explicit cache_write (1.25 x input would overflow).",
             example={"input": "3", "output": "15"},
         ),
         "CodesCreate": body(
             {
                 "count": {"type": "integer", "minimum": 1, "maximum": codes.MAX_BATCH, "default": 1},
-                "credit_usd": nullable(decimal(MAX_CREDIT_USD, 9, description="Credit each redemption adds, USD.")),
+                "credit_usd": nullable(
+                    decimal(MAX_CREDIT_USD, 9, description="Credit each redemption adds, USD.")
+                ),
                 "credit_nanos": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_CREDIT_NANOS},
                 "plan": {
                     "anyOf": [{"type": "integer"}, text(100), {"type": "null"}],
@@ -614,10 +640,15 @@ def _components() -> dict[str, Schema]:
             },
             description="A code needs credit, a plan, or both. Each raw code is shown only once.",
             allOf=[_at_most_one("credit_usd", "credit_nanos"), _at_most_one("expires_at", "expires_in_days")],
+            anyOf=[_given("credit_usd"), _given("credit_nanos"), _given("plan")],
             example={"count": 5, "credit_usd": "5"},
         ),
         "Redeem": body(
-            {"code": text(100, "A code such as CS-7KQM-X2PD-9TWC-H4NB-RJ3E; case, spaces and dashes do not matter.")},
+            {
+                "code": text(
+                    100, "A code such as CS-7KQM-X2PD-9TWC-H4NB-RJ3E; case, spaces and dashes do not matter."
+                )
+            },
             required=("code",),
         ),
     }
@@ -626,7 +657,9 @@ def _components() -> dict[str, Schema]:
 def _key_fields() -> dict[str, Schema]:
     schema = {
         "name": text(200, 'Default "default".'),
-        "expires_at": nullable(WHEN | {"description": "Must be in the future; give this or expires_in_days."}),
+        "expires_at": nullable(
+            WHEN | {"description": "Must be in the future; give this or expires_in_days."}
+        ),
         "expires_in_days": {"type": ["integer", "null"], "minimum": 1, "maximum": 36500},
         "allowed_models": nullable(PATTERNS),
         "rpm_limit": LIMIT,
@@ -647,7 +680,9 @@ def _plan_fields() -> dict[str, Schema]:
         "tpm": LIMIT,
         "max_concurrency": LIMIT,
         "quota_tokens": {"type": ["integer", "null"], "minimum": 1, "maximum": fields.MAX_INT64},
-        "included_credit_usd": nullable(decimal(MAX_CREDIT_USD, 9, description="Credit granted on subscribing.")),
+        "included_credit_usd": nullable(
+            decimal(MAX_CREDIT_USD, 9, description="Credit granted on subscribing.")
+        ),
         "included_credit_nanos": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_CREDIT_NANOS},
         "allowed_models": PATTERNS,
         "price_multiplier": MULTIPLIER,
@@ -819,7 +854,9 @@ def _admin_paths() -> dict[str, dict[str, Schema]]:
             ),
         },
         f"{a}/members": {
-            "get": operation("listMembers", "Members of an account", (200, "MemberList"), params=[acc], tag=t_acc),
+            "get": operation(
+                "listMembers", "Members of an account", (200, "MemberList"), params=[acc], tag=t_acc
+            ),
             "post": operation(
                 "addMember",
                 "Add a member (201), or change an existing member's role (200)",
@@ -973,7 +1010,11 @@ def _admin_paths() -> dict[str, dict[str, Schema]]:
                 tag=t_bill,
             ),
             "delete": operation(
-                "deletePrice", "Delete a model's price", (200, "DeletedModelPrice"), params=[model], tag=t_bill
+                "deletePrice",
+                "Delete a model's price",
+                (200, "DeletedModelPrice"),
+                params=[model],
+                tag=t_bill,
             ),
         },
         "/admin/codes": {
@@ -1082,7 +1123,9 @@ def _customer_paths() -> dict[str, dict[str, Schema]]:
             ),
         },
         "/v1/account/keys": {
-            "get": operation("accountListKeys", "The account's API keys", (200, "ApiKeyList"), security=sec, tag=tag),
+            "get": operation(
+                "accountListKeys", "The account's API keys", (200, "ApiKeyList"), security=sec, tag=tag
+            ),
             "post": operation(
                 "accountCreateKey",
                 "Create a key; its models and limits can only narrow the plan's",
@@ -1133,7 +1176,11 @@ def _error_responses() -> dict[str, Schema]:
             "description": text_,
             "headers": {
                 "request-id": {"schema": {"type": "string"}, "description": "Also in x-request-id."},
-                **({"retry-after": {"schema": {"type": "string"}, "description": "Seconds."}} if code == 429 else {}),
+                **(
+                    {"retry-after": {"schema": {"type": "string"}, "description": "Seconds."}}
+                    if code == 429
+                    else {}
+                ),
             },
             "content": {"application/json": {"schema": ref("Error")}},
         }
@@ -1148,7 +1195,12 @@ def _security_schemes() -> dict[str, Schema]:
             "scheme": "bearer",
             "description": "The admin key (CLAUDESTORE_ADMIN_KEY or admin.api_key) as a bearer token.",
         },
-        "adminApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "The admin key."},
+        "adminApiKey": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "x-api-key",
+            "description": "The admin key.",
+        },
         "customerApiKey": {
             "type": "apiKey",
             "in": "header",
