@@ -256,3 +256,52 @@ async def test_rows_recorded_before_a_sigkill_are_in_the_ledger(tmp_path: Path) 
         assert await ledger_count(database) == 100
     finally:
         await database.close()
+
+
+async def test_statements_have_one_shape_whatever_the_batch_size(database: Database) -> None:
+    """A multi-row VALUES list per batch size would be a new statement each flush, parsed and
+    cached by the driver (SQLite's statement cache held megabytes of them under load)."""
+    [acct] = await make_accounts(database, 10**9)
+    statements: list[str] = []
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", on_execute)
+    try:
+        writer = LedgerWriter(database)
+        n = 0
+        for size in (1, 7, 50, 3):
+            for _ in range(size):
+                writer.record(row(f"req_shape_{n}", acct, 1))
+                n += 1
+            assert await writer.flush() == size
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", on_execute)
+    inserts = {s for s in statements if s.lstrip().upper().startswith("INSERT")}
+    updates = {s for s in statements if s.lstrip().upper().startswith("UPDATE")}
+    assert len(inserts) == 1 and len(updates) == 1, statements
+    assert await ledger_count(database) == n and await balances(database) == {acct: 10**9 - n}
+
+
+async def test_a_duplicate_in_a_later_batch_is_found_and_not_charged(database: Database) -> None:
+    [acct] = await make_accounts(database, 1000)
+    writer = LedgerWriter(database)
+    writer.record(row("req_a", acct, 10))
+    assert await writer.flush() == 1
+    for name, cost in (("req_b", 20), ("req_a", 10), ("req_c", 30)):  # req_a again, in the middle
+        writer.record(row(name, acct, cost))
+    assert await writer.flush() == 2
+    assert (writer.written, writer.duplicates) == (3, 1)
+    assert await balances(database) == {acct: 1000 - 60}
+
+
+async def test_an_over_long_value_is_refused_not_truncated(database: Database) -> None:
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite does not enforce VARCHAR lengths")
+    [acct] = await make_accounts(database, 100)
+    writer = LedgerWriter(database)
+    writer.record(row("req_ok", acct, 1))
+    writer.record(row("r" * 41, acct, 1))  # request_id is VARCHAR(40)
+    assert await writer.flush() == 1
+    assert writer.rejected == 1 and await ledger_count(database) == 1

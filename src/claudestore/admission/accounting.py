@@ -4,7 +4,9 @@
 limiter admission that reserves a request slot, tokens (estimated input + max_tokens),
 quota and worst-case cost. ``Accounting.settle`` runs exactly once when the request is
 over, in every outcome: it prices the upstream-reported usage, settles the lease with the
-real figures and hands one row to the ledger writer (which never blocks).
+real figures and hands one row to the ledger writer (which never blocks). When nothing in
+it has to wait (prices in memory, the in-process limiter), ``Accounting.settle_now`` does
+the same without a coroutine, so the request path needs no task to shield it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 
 from claudestore.admission.policy import Policy, PolicyCache
 from claudestore.billing.ledger import LedgerRow, LedgerWriter
-from claudestore.billing.pricing import PriceCache, estimate_input_tokens
+from claudestore.billing.pricing import PriceCache, PriceTable, estimate_input_tokens
 from claudestore.limits.base import Admission, Lease, Limiter
 from claudestore.server.outcome import Outcome
 from claudestore.storage.auth import KeyInfo
@@ -62,25 +64,86 @@ class Accounting:
         )
         return Ticket(policy, await self.limiter.acquire(admission))
 
+    def settle_now(self, ticket: Ticket | None, out: Outcome) -> bool:
+        """:meth:`settle` without awaiting, when nothing has to wait: the price table is in
+        memory and fresh, the limiter is in process. True: settled; False: nothing was done
+        (await :meth:`settle`). Never raises."""
+        if out.key_id is None:
+            return True  # not authenticated: nothing to bill, no one to bill
+        table = None
+        if _priced(out):
+            current = getattr(self.prices, "current", None)
+            table = current() if current is not None else None
+            if table is None:
+                return False  # to be loaded: settle() awaits it
+        lease = ticket.lease if ticket is not None else None
+        settle_lease = None
+        if lease is not None:
+            settle_lease = getattr(self.limiter, "settle_now", None)
+            if settle_lease is None:
+                return False  # a limiter elsewhere (Redis): settle() awaits it
+        cost = self._cost(table, ticket, out)
+        if settle_lease is not None:
+            try:
+                settle_lease(lease, _tokens(out), cost)
+            except Exception:
+                log.exception(SETTLE_FAILED, out.request_id)
+        self._record(ticket, out, cost)
+        return True
+
     async def settle(self, ticket: Ticket | None, out: Outcome) -> None:
         """Price, settle and record one finished request. Never raises."""
         if out.key_id is None:
             return  # not authenticated: nothing to bill, no one to bill
-        cost = 0
-        try:
-            if out.model is not None and (out.usage.prompt_tokens or out.usage.output_tokens):
-                table = await self.prices.get()
-                multiplier = ticket.policy.multiplier if ticket is not None else 1
-                cost = table.cost_nanos(out.model, out.usage, multiplier)
-        except Exception:
-            log.exception("pricing request %s failed; its ledger row is recorded unpriced", out.request_id)
-        if ticket is not None and ticket.lease is not None:
-            u = out.usage
-            tokens = u.input_tokens + u.output_tokens + u.cache_write_tokens + u.cache_read_tokens
+        table = None
+        if _priced(out):
             try:
-                await self.limiter.settle(ticket.lease, tokens, cost)
+                table = await self.prices.get()
             except Exception:
-                log.exception("settling the limiter lease of request %s failed", out.request_id)
+                log.exception(PRICING_FAILED, out.request_id)
+        cost = self._cost(table, ticket, out)
+        if ticket is not None and ticket.lease is not None:
+            try:
+                await self.limiter.settle(ticket.lease, _tokens(out), cost)
+            except Exception:
+                log.exception(SETTLE_FAILED, out.request_id)
+        self._record(ticket, out, cost)
+
+    @staticmethod
+    def _cost(table: PriceTable | None, ticket: Ticket | None, out: Outcome) -> int:
+        if table is None:
+            return 0
+        try:
+            multiplier = ticket.policy.multiplier if ticket is not None else 1
+            return table.cost_nanos(out.model, out.usage, multiplier)
+        except Exception:
+            log.exception(PRICING_FAILED, out.request_id)
+            return 0
+
+    def _record(self, ticket: Ticket | None, out: Outcome, cost: int) -> None:
         out.cost_nanos = cost
         account_id = ticket.policy.account_id if ticket is not None else out.account_id
         self.ledger.record(LedgerRow.from_outcome(out, account_id=account_id, cost_nanos=cost))
+
+
+PRICING_FAILED = "pricing request %s failed; its ledger row is recorded unpriced"
+SETTLE_FAILED = "settling the limiter lease of request %s failed"
+
+
+def _priced(out: Outcome) -> bool:
+    """The request used tokens of a known model: it has a price to look up."""
+    return out.model is not None and bool(out.usage.prompt_tokens or out.usage.output_tokens)
+
+
+def _tokens(out: Outcome) -> int:
+    u = out.usage
+    return u.input_tokens + u.output_tokens + u.cache_write_tokens + u.cache_read_tokens
+
+
+class LivePrices(PriceCache):
+    """A :class:`PriceCache` that also hands out the table it holds without awaiting."""
+
+    def current(self) -> PriceTable | None:
+        """The table when it is loaded and fresh; None when :meth:`get` would have to load it."""
+        table = self._table
+        return table if table is not None and self._fresh() else None

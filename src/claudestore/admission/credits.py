@@ -35,9 +35,9 @@ class CreditPoller:
         """Deliver every entry newer than the last one delivered; returns how many."""
         delivered = 0
         while True:
-            async with self._db.session() as session:
+            async with self._db.engine.connect() as conn:  # a plain query: no ORM session needed
                 rows = (
-                    await session.execute(
+                    await conn.execute(
                         select(CreditEntry.id, CreditEntry.account_id, CreditEntry.amount_nanos)
                         .where(CreditEntry.id > self._last_id)
                         .order_by(CreditEntry.id)

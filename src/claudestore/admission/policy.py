@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -37,8 +37,13 @@ class Policy:
     multiplier: Decimal = Decimal(1)
     plan_name: str | None = None
     refusal: GatewayError | None = None  # the key may not be used at all right now
+    # Models already found allowed (routed public names: a bounded set), so that a request
+    # costs a set lookup instead of the pattern matching.
+    _allowed: set[str] = field(default_factory=set, compare=False, repr=False)
 
     def check_model(self, model: str) -> None:
+        if model in self._allowed:
+            return
         for patterns, whose in ((self.plan_models, "your plan"), (self.key_models, "this API key")):
             if patterns is not None and not any(fnmatch.fnmatchcase(model, p) for p in patterns):
                 allowed = ", ".join(patterns) or "none"
@@ -46,6 +51,8 @@ class Policy:
                     f"Model {model!r} is not included in {whose} (allowed: {allowed}).",
                     code="model_not_allowed",
                 )
+        if len(self._allowed) < 1024:
+            self._allowed.add(model)
 
 
 OPERATOR = "operator"

@@ -4,11 +4,20 @@ The request path calls :meth:`LedgerWriter.record` once per finished request: it
 appends to an in-memory queue (synchronous, O(1), never awaits, never raises). A
 background loop (:meth:`LedgerWriter.start`) flushes every ``flush_interval`` seconds,
 sooner when ``max_batch`` rows wait. A flush writes up to ``max_batch`` rows in **one
-transaction**: one multi-row ``INSERT INTO usage_records ... ON CONFLICT (request_id) DO
-NOTHING RETURNING account_id, cost_nanos`` (a row written twice, e.g. by a retried flush
-whose commit was in doubt, is stored and charged once), then one ``UPDATE accounts SET
-balance_nanos = balance_nanos - :sum`` per account for the rows really inserted, in
-account id order (concurrent writers cannot deadlock). Ledger and balances commit together.
+transaction**: the rows with ``ON CONFLICT (request_id) DO NOTHING`` (a row written twice,
+e.g. by a retried flush whose commit was in doubt, is stored and charged once), then one
+``UPDATE accounts SET balance_nanos = balance_nanos - :sum`` per account for the rows really
+inserted, in account id order (concurrent writers cannot deadlock). Ledger and balances
+commit together.
+
+The statements have one shape whatever the batch size, so the driver prepares them once
+(a multi-row ``VALUES`` list per batch size would be a new statement, parsed and cached,
+every flush) and the rows go to the driver as plain tuples: no per-row SQLAlchemy work.
+SQLite runs one single-row ``INSERT`` with ``executemany`` and learns from the row count
+that every row was new; when some were not (a duplicate: rare), the transaction is rolled
+back and the batch written again with ``INSERT ... RETURNING account_id, cost_nanos``, which
+names the rows really inserted. PostgreSQL runs one ``INSERT ... SELECT * FROM unnest(<one
+array per column>) ... RETURNING account_id, cost_nanos``.
 
 Rows leave the queue only once committed. A flush that fails for a transient reason
 (database down, locked, unreachable) keeps its rows and the loop retries with exponential
@@ -39,9 +48,10 @@ from collections import deque
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from itertools import islice
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Insert, bindparam
+from sqlalchemy import Dialect, Insert, String
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from claudestore.server.outcome import Outcome
@@ -51,12 +61,6 @@ from claudestore.storage.db import Database
 log = logging.getLogger("claudestore.billing.ledger")
 
 MAX_BACKOFF = 5.0  # seconds between retries while the database is unavailable
-
-_FROM_OUTCOME = (
-    *("request_id", "key_id", "endpoint", "model", "upstream", "upstream_model", "status", "error_kind"),
-    *("stop_reason", "latency_ms", "ttft_ms", "streamed", "client_disconnected"),
-)
-_FROM_USAGE = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
 
 
 @dataclass(slots=True)
@@ -90,27 +94,46 @@ class LedgerRow:
         cls, outcome: Outcome, *, account_id: int | None, cost_nanos: int, created_at: datetime | None = None
     ) -> LedgerRow:
         """The row of a finished request; ``created_at`` defaults to now."""
-        values = {name: getattr(outcome, name) for name in _FROM_OUTCOME}
-        values.update({name: getattr(outcome.usage, name) for name in _FROM_USAGE})
-        values.update(
-            account_id=account_id, cost_nanos=cost_nanos, created_at=created_at or datetime.now(UTC)
+        o, u = outcome, outcome.usage
+        return cls(
+            o.request_id,
+            created_at or datetime.now(UTC),
+            o.key_id,
+            account_id,
+            o.endpoint,
+            o.model,
+            o.upstream,
+            o.upstream_model,
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_write_tokens,
+            u.cache_read_tokens,
+            cost_nanos,
+            o.status,
+            o.error_kind,
+            o.stop_reason,
+            o.latency_ms,
+            o.ttft_ms,
+            o.streamed,
+            o.client_disconnected,
+            getattr(o, "attempts", 1),  # not every Outcome counts upstream attempts
         )
-        values["attempts"] = getattr(outcome, "attempts", 1)  # not every Outcome counts upstream attempts
-        return cls(**values)
 
     def params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in COLUMNS}
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))
+# ``from_outcome`` passes the fields by position, in this order.
+assert COLUMNS == (
+    "request_id", "created_at", "key_id", "account_id", "endpoint", "model", "upstream", "upstream_model",
+    "input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens", "cost_nanos", "status",
+    "error_kind", "stop_reason", "latency_ms", "ttft_ms", "streamed", "client_disconnected", "attempts",
+), COLUMNS  # fmt: skip
+_values = attrgetter(*COLUMNS)  # a row's values as a tuple, in COLUMNS order
 
 _ledger = UsageRecord.__table__
 _accounts = Account.__table__
-_charge = (
-    _accounts.update()
-    .where(_accounts.c.id == bindparam("b_account"))
-    .values(balance_nanos=_accounts.c.balance_nanos - bindparam("b_amount"))
-)
 
 
 @functools.cache
@@ -125,9 +148,90 @@ def _insert(dialect: str) -> Insert:
     return stmt.returning(_ledger.c.account_id, _ledger.c.cost_nanos)
 
 
+def _marks(style: str, n: int) -> list[str]:
+    """``n`` positional parameter markers in the driver's style."""
+    if style == "qmark":
+        return ["?"] * n
+    if style == "format":
+        return ["%s"] * n
+    if style == "numeric_dollar":
+        return [f"${i}" for i in range(1, n + 1)]
+    if style == "numeric":
+        return [f":{i}" for i in range(1, n + 1)]
+    raise RuntimeError(f"LedgerWriter does not support the {style} parameter style")  # pragma: no cover
+
+
+class _Plan:
+    """One dialect's driver-level statements, fixed in shape, and the per-column conversions
+    that SQLAlchemy applies (the same bind processors, so the stored values are the same)."""
+
+    __slots__ = ("charge_sql", "columnar", "insert_sql", "processors")
+
+    def __init__(self, dialect: Dialect) -> None:
+        marks = _marks(dialect.paramstyle, len(COLUMNS))
+        head = f"INSERT INTO {_ledger.name} ({', '.join(COLUMNS)})"
+        conflict = "ON CONFLICT (request_id) DO NOTHING"
+        # PostgreSQL: one statement with one array per column, whatever the batch size. Strings
+        # are cast to unbounded VARCHAR: an explicit VARCHAR(n) cast would truncate an
+        # over-long value instead of refusing it as the insert into the column does.
+        self.columnar = dialect.name == "postgresql"
+        if self.columnar:
+            casts = [
+                "VARCHAR" if isinstance(c.type, String) else c.type.compile(dialect=dialect)
+                for c in (_ledger.c[name] for name in COLUMNS)
+            ]
+            arrays = ", ".join(f"{m}::{cast}[]" for m, cast in zip(marks, casts, strict=True))
+            returning = "RETURNING account_id, cost_nanos"
+            self.insert_sql = f"{head} SELECT * FROM unnest({arrays}) {conflict} {returning}"
+        else:  # one row per execution, run with executemany
+            self.insert_sql = f"{head} VALUES ({', '.join(marks)}) {conflict}"
+        amount, account = _marks(dialect.paramstyle, 2)
+        self.charge_sql = (
+            f"UPDATE {_accounts.name} SET balance_nanos = balance_nanos - {amount} WHERE id = {account}"
+        )
+        processors = []
+        for i, name in enumerate(COLUMNS):
+            proc = _ledger.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if proc is not None:
+                processors.append((i, proc))
+        self.processors = tuple(processors)
+
+    def values(self, row: LedgerRow) -> tuple[Any, ...]:
+        """The row's bound values; :class:`_Refused` when a bind processor refuses one."""
+        values = _values(row)
+        if not self.processors:
+            return values
+        out = list(values)
+        for i, proc in self.processors:
+            try:
+                out[i] = proc(out[i])
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise _Refused(f"{COLUMNS[i]}: {exc}") from None
+        return tuple(out)
+
+
+_plans: dict[tuple[str, str, str], _Plan] = {}
+
+
+def _plan(dialect: Dialect) -> _Plan:
+    key = (dialect.name, dialect.driver, dialect.paramstyle)
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _plans[key] = _Plan(dialect)
+    return plan
+
+
+class _Refused(Exception):
+    """A value of a row was refused before it reached the database (e.g. a naive datetime)."""
+
+
+class _NotAllNew(Exception):
+    """Some rows of an ``executemany`` batch were already in the ledger: write it again with RETURNING."""
+
+
 def _refused_data(exc: BaseException) -> bool:
     """The database (or a bind processor) refused the rows themselves: retrying cannot help."""
-    if isinstance(exc, IntegrityError | DataError):
+    if isinstance(exc, IntegrityError | DataError | _Refused):
         return True
     if isinstance(exc, DBAPIError):  # asyncpg reports data errors as plain DBAPIError: ask SQLSTATE
         return str(getattr(exc.orig, "sqlstate", None) or "")[:2] in ("22", "23")  # data, integrity
@@ -282,18 +386,45 @@ class LedgerWriter:
 
     async def _transaction(self, batch: list[LedgerRow]) -> int:
         engine = self.db.engine
+        plan = _plan(engine.dialect)
+        rows = [plan.values(row) for row in batch]
+        try:
+            async with engine.begin() as conn:
+                if plan.columnar:
+                    result = await conn.exec_driver_sql(
+                        plan.insert_sql, tuple(map(list, zip(*rows, strict=True)))
+                    )
+                    inserted = result.all()
+                else:
+                    result = await conn.exec_driver_sql(plan.insert_sql, rows)
+                    if result.rowcount != len(rows):
+                        raise _NotAllNew  # rolls the batch back: written again below, with RETURNING
+                    inserted = [(row.account_id, row.cost_nanos) for row in batch]
+                await self._charge(conn, plan, inserted)
+        except _NotAllNew:
+            return await self._transaction_returning(batch)
+        return self._count(batch, len(inserted))
+
+    async def _transaction_returning(self, batch: list[LedgerRow]) -> int:
+        """The batch in one multi-row ``INSERT ... RETURNING``: which rows were really inserted."""
+        engine = self.db.engine
         async with engine.begin() as conn:
             result = await conn.execute(_insert(engine.dialect.name), [row.params() for row in batch])
-            charges: dict[int, int] = {}
-            count = 0
-            for account_id, cost in result:
-                count += 1
-                if account_id is not None and cost:
-                    charges[account_id] = charges.get(account_id, 0) + cost
-            if charges:
-                await conn.execute(
-                    _charge, [{"b_account": a, "b_amount": charges[a]} for a in sorted(charges)]
-                )
-        self.written += count
-        self.duplicates += len(batch) - count
-        return count
+            inserted = result.all()
+            await self._charge(conn, _plan(engine.dialect), inserted)
+        return self._count(batch, len(inserted))
+
+    @staticmethod
+    async def _charge(conn: Any, plan: _Plan, inserted: list[Any]) -> None:
+        """One balance update per account, in account id order, for the rows really inserted."""
+        charges: dict[int, int] = {}
+        for account_id, cost in inserted:
+            if account_id is not None and cost:
+                charges[account_id] = charges.get(account_id, 0) + cost
+        if charges:
+            await conn.exec_driver_sql(plan.charge_sql, [(charges[a], a) for a in sorted(charges)])
+
+    def _count(self, batch: list[LedgerRow], inserted: int) -> int:
+        self.written += inserted
+        self.duplicates += len(batch) - inserted
+        return inserted

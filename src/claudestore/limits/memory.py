@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -110,34 +110,77 @@ def refusal(
 
 def tightest(windows: list[Window]) -> Window | None:
     """The window with the least remaining (the first one on a tie)."""
-    return min(windows, key=lambda w: w.remaining) if windows else None
+    if len(windows) < 2:
+        return windows[0] if windows else None
+    return min(windows, key=lambda w: w.remaining)
 
 
-@dataclass(slots=True, eq=False)
-class _Entry:
-    at: float
-    tokens: int
-    live: bool = True
+# Expired entries are dropped from the front of a scope's log once there are at least this
+# many and at least as many as live ones: memory stays under twice the live log (plus this),
+# and each entry is copied about once.
+_COMPACT_AT = 64
 
 
 @dataclass(slots=True, eq=False)
 class _ScopeState:
-    log: deque[_Entry] = field(default_factory=deque)  # admissions in the window, oldest first
-    total: int = 0  # tokens of the entries in ``log``
+    """A scope's sliding log as two parallel lists (admission time, tokens), oldest first, from
+    index ``head`` on: no object per admission, so a busy minute's log costs little to keep,
+    to prune and to leave to the garbage collector. Entries are named by a sequence number
+    (``base`` + index) that stays valid when expired entries are dropped from the front."""
+
+    at: list[float] = field(default_factory=list)  # admission times
+    tokens: list[int] = field(default_factory=list)  # their tokens (the actual use once settled)
+    head: int = 0  # index of the oldest entry still in the window
+    base: int = 0  # sequence number of index 0
+    total: int = 0  # tokens of the entries in the window
     inflight: dict[str, float] = field(default_factory=dict)  # lease id -> lease deadline
+    expiry: float = math.inf  # no lease in ``inflight`` has a deadline before this
+
+    def count(self) -> int:
+        """Admissions in the window."""
+        return len(self.at) - self.head
+
+    def add(self, at: float, tokens: int) -> int:
+        """Log an admission; returns its sequence number."""
+        self.at.append(at)
+        self.tokens.append(tokens)
+        self.total += tokens
+        return self.base + len(self.at) - 1
+
+    def adjust(self, seq: int, delta: int) -> None:
+        """Add ``delta`` tokens to entry ``seq`` if it is still in the window."""
+        i = seq - self.base
+        if i >= self.head:  # still in the window: it now holds the actual use
+            self.tokens[i] += delta
+            self.total += delta
+
+    def hold(self, lease_id: str, deadline: float) -> None:
+        self.inflight[lease_id] = deadline
+        if deadline < self.expiry:
+            self.expiry = deadline
 
     def prune(self, cut: float, now: float) -> None:
-        log = self.log
-        while log and log[0].at <= cut:
-            entry = log.popleft()
-            entry.live = False
-            self.total -= entry.tokens
-        if self.inflight:
-            for lease_id in [k for k, deadline in self.inflight.items() if deadline <= now]:
-                del self.inflight[lease_id]
+        at, head = self.at, self.head
+        if head < len(at) and at[head] <= cut:
+            tokens, total, n = self.tokens, self.total, len(at)
+            while head < n and at[head] <= cut:
+                total -= tokens[head]
+                head += 1
+            self.total = total
+            if head >= _COMPACT_AT and 2 * head >= n:
+                del at[:head]
+                del tokens[:head]
+                self.base += head
+                head = 0
+            self.head = head
+        if self.inflight and now >= self.expiry:  # some lease may have expired: look (rarely)
+            inflight = self.inflight
+            for lease_id in [k for k, deadline in inflight.items() if deadline <= now]:
+                del inflight[lease_id]
+            self.expiry = min(inflight.values(), default=math.inf)
 
     def idle(self) -> bool:
-        return not self.log and not self.inflight
+        return self.head >= len(self.at) and not self.inflight
 
 
 class MemoryLimiter:
@@ -184,64 +227,69 @@ class MemoryLimiter:
         window, tokens, cost = self.window, admission.tokens, admission.cost_nanos
         account, quota = admission.account_id, admission.quota
 
-        def refuse(kind: int, scope: Scope | None, limit: int, wait: float, current: int) -> GatewayError:
-            return refusal(kind, admission, scope, limit, wait, current, window=window, now=now)
-
         for scope in admission.scopes:
             if scope.tpm is not None and tokens > scope.tpm:
-                raise refuse(TOO_LARGE, scope, scope.tpm, 0.0, 0)
+                raise refusal(TOO_LARGE, admission, scope, scope.tpm, 0.0, 0, window=window, now=now)
         balance = 0
         if admission.balance_seed is not None:
             if account is None:
                 raise ValueError("an admission with a balance_seed needs an account_id")
             balance = self._balances.get(account, admission.balance_seed)
             if balance < cost:
-                raise refuse(BALANCE, None, 0, 0.0, balance)
+                raise refusal(BALANCE, admission, None, 0, 0.0, balance, window=window, now=now)
         used = 0
         if quota is not None:
             used = self._quota_used(quota.name, quota.used_seed, now)
             if used + tokens > quota.limit:
-                raise refuse(QUOTA, None, quota.limit, quota.period_end - now, used)
+                raise refusal(
+                    QUOTA, admission, None, quota.limit, quota.period_end - now, used, window=window, now=now
+                )
         cut = now - window
         states: list[_ScopeState] = []
         for scope in admission.scopes:
             state = self._state(scope.name)
             state.prune(cut, now)
             states.append(state)
-            n = len(state.log)
+            n = state.count()
             if scope.rpm is not None and n >= scope.rpm:
-                wait = state.log[n - scope.rpm].at + window - now if scope.rpm > 0 else window
-                raise refuse(RPM, scope, scope.rpm, wait, n)
+                wait = state.at[state.head + n - scope.rpm] + window - now if scope.rpm > 0 else window
+                raise refusal(RPM, admission, scope, scope.rpm, wait, n, window=window, now=now)
             if scope.tpm is not None and state.total + tokens > scope.tpm:
                 need, wait = state.total + tokens - scope.tpm, window
-                for entry in state.log:
-                    need -= entry.tokens
+                for i in range(state.head, len(state.at)):
+                    need -= state.tokens[i]
                     if need <= 0:
-                        wait = entry.at + window - now
+                        wait = state.at[i] + window - now
                         break
-                raise refuse(TPM, scope, scope.tpm, wait, state.total)
+                raise refusal(TPM, admission, scope, scope.tpm, wait, state.total, window=window, now=now)
             if scope.concurrency is not None and len(state.inflight) >= scope.concurrency:
-                raise refuse(CONCURRENCY, scope, scope.concurrency, 1.0, len(state.inflight))
+                raise refusal(
+                    CONCURRENCY,
+                    admission,
+                    scope,
+                    scope.concurrency,
+                    1.0,
+                    len(state.inflight),
+                    window=window,
+                    now=now,
+                )
 
         # Every check passed: charge everything (still no await since the first check).
         lease_id = f"{self._tag}{next(self._ids)}"
-        entries: list[tuple[_Entry, _ScopeState]] = []
+        entries: list[tuple[int, _ScopeState]] = []
         holds: list[_ScopeState] = []
         requests: list[Window] = []
         token_windows: list[Window] = []
         for scope, state in zip(admission.scopes, states, strict=True):
             if scope.rpm is not None or scope.tpm is not None:
-                entry = _Entry(now, tokens)
-                state.log.append(entry)
-                state.total += tokens
-                entries.append((entry, state))
-                reset = state.log[0].at + window
+                entries.append((state.add(now, tokens), state))
+                reset = state.at[state.head] + window
                 if scope.rpm is not None:
-                    requests.append(Window(scope.rpm, scope.rpm - len(state.log), reset))
+                    requests.append(Window(scope.rpm, scope.rpm - state.count(), reset))
                 if scope.tpm is not None:
                     token_windows.append(Window(scope.tpm, scope.tpm - state.total, reset))
             if scope.concurrency is not None:
-                state.inflight[lease_id] = now + self.lease_ttl
+                state.hold(lease_id, now + self.lease_ttl)
                 holds.append(state)
         if quota is not None:
             self._quotas[quota.name] = (used + tokens, quota.period_end + QUOTA_GRACE)
@@ -251,17 +299,19 @@ class MemoryLimiter:
         return Lease(admission, tightest(requests), tightest(token_windows), extra=extra)
 
     async def settle(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> None:
+        self.settle_now(lease, actual_tokens, actual_cost_nanos)
+
+    def settle_now(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> None:
+        """:meth:`settle`, which never needs to wait in process, without a coroutine."""
         if lease.settled:
             return
         lease.settled = True
         admission, now = lease.admission, time.time()
         delta = actual_tokens - admission.tokens
-        entries = cast(list[tuple[_Entry, _ScopeState]], lease.extra["entries"])
+        entries = cast(list[tuple[int, _ScopeState]], lease.extra["entries"])
         holds = cast(list[_ScopeState], lease.extra["holds"])
-        for entry, state in entries:
-            if entry.live:  # still in the window: it now holds the actual use
-                entry.tokens += delta
-                state.total += delta
+        for seq, state in entries:
+            state.adjust(seq, delta)
         for state in holds:
             state.inflight.pop(str(lease.extra["id"]), None)
         quota = admission.quota

@@ -43,9 +43,13 @@ class UpstreamResponse:
         self.headers = resp.headers
 
     async def json(self) -> Any:
+        resp = self._resp
         try:
-            async with asyncio.timeout(self._idle):
-                raw = await self._resp.read()
+            if resp.content.is_eof():  # the whole body has arrived: reading it cannot wait
+                raw = await resp.read()
+            else:
+                async with asyncio.timeout(self._idle):
+                    raw = await resp.read()
         except TimeoutError:
             raise UpstreamTimeout("The upstream did not finish its response in time.") from None
         except aiohttp.ClientError as exc:
@@ -74,8 +78,12 @@ class UpstreamResponse:
         when the connection breaks."""
         if type(self).chunks is not UpstreamResponse.chunks:
             return await self._read_chunks(deadline)
+        content = self._resp.content
+        data = content.read_nowait()  # what has arrived already (raises as readany() would)
+        if data or content.is_eof():
+            return data
         async with asyncio.timeout_at(deadline):
-            return await self._resp.content.readany()
+            return await content.readany()
 
     async def _read_chunks(self, deadline: float) -> bytes:
         """``read`` for a response that makes its body in ``chunks()`` (no socket, e.g. a local

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from dataclasses import dataclass, field
 
 import aiohttp
 
-from claudestore.admission.accounting import Accounting
+from claudestore.admission.accounting import Accounting, LivePrices
 from claudestore.admission.credits import CreditPoller
 from claudestore.admission.policy import PolicyCache
 from claudestore.billing.ledger import LedgerWriter
-from claudestore.billing.pricing import PriceCache
 from claudestore.config import Config
 from claudestore.limits.factory import make_limiter
 from claudestore.observability.logs import log_outcome
@@ -27,6 +27,22 @@ from claudestore.storage.auth import KeyAuthenticator
 from claudestore.storage.db import Database
 from claudestore.storage.keys import pepper_is_default
 from claudestore.storage.migrate import migrate
+
+# The cyclic garbage collector's young-generation threshold. Python's default, 700 net
+# allocations, is reached every few dozen requests under load; each collection then moves
+# the objects of the requests in flight to an older generation, where they die, and full
+# collections (which scan the whole heap, tens of milliseconds) follow every few seconds:
+# measured, ~40 µs of CPU per request and 80 ms pauses. At 10,000 the young generation is
+# collected every few thousand requests and full collections become rare. Requests make
+# almost no cyclic garbage, so memory does not grow for it.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Raise the young-generation threshold to ``GC_YOUNG_THRESHOLD`` (never lower it)."""
+    young, middle, old = gc.get_threshold()
+    if 0 < young < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 @dataclass
@@ -46,6 +62,7 @@ class Gateway:
     # generation tasks still running at the drain deadline are cancelled and end with an error.
     draining: bool = False
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    drained: set[asyncio.Task[None]] = field(default_factory=set)  # cancelled by the drain deadline
     _drain_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -54,6 +71,7 @@ class Gateway:
             run_migrations = os.environ.get("CLAUDESTORE_SKIP_MIGRATIONS") != "1"
         if run_migrations:
             await migrate(config.database.url)
+        tune_gc()
         db = Database(config.database.url)
         auth = KeyAuthenticator(db)
         auth.start()
@@ -72,7 +90,7 @@ class Gateway:
         accounting = Accounting(
             limiter,
             PolicyCache(db, ttl=config.accounting.policy_ttl),
-            PriceCache(db, ttl=config.accounting.policy_ttl),
+            LivePrices(db, ttl=config.accounting.policy_ttl),
             ledger,
         )
         gw = cls(config, db, auth, session, providers, Router(config, providers), accounting, credits)
@@ -97,6 +115,7 @@ class Gateway:
         if self.tasks:
             self.log.warning("drain deadline: ending %d requests still in flight", len(self.tasks))
             for task in list(self.tasks):
+                self.drained.add(task)  # tells the request its cancellation is the drain's
                 task.cancel()
 
     async def wait_idle(self, limit: float) -> None:

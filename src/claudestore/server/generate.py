@@ -78,35 +78,61 @@ class Drained(Exception):
 
 
 async def until_disconnect(
-    req: Request, work: Coroutine[Any, Any, None], registry: set[asyncio.Task[None]] | None = None
+    req: Request,
+    work: Coroutine[Any, Any, None],
+    registry: set[asyncio.Task[None]] | None = None,
+    drained: set[asyncio.Task[None]] | None = None,
 ) -> bool:
-    """Run ``work``; cancel it if the client goes away. True when the client went away.
+    """Run ``work`` in the current task; cancel it if the client goes away. True when the client
+    went away.
 
-    With ``registry`` the work task is listed there while it runs, so that graceful shutdown
-    can cancel it at the drain deadline; ``Drained`` is raised then."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(wait_disconnect(req.receive))
+    With ``registry`` the current task is listed there while ``work`` runs, so that graceful
+    shutdown can cancel it at the drain deadline: a task it adds to ``drained`` before cancelling
+    it gets ``Drained`` here instead of the cancellation. One task per request watches for the
+    disconnect (uvicorn's ``receive``); ``work`` itself runs in the caller's task."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task(loop)
+    assert task is not None
+    active, gone = True, False
+
+    def client_gone(watcher: asyncio.Future[None]) -> None:
+        nonlocal gone
+        if not active or watcher.cancelled():
+            return  # ``work`` was over before this callback ran
+        watcher.exception()  # retrieved: a failing ``receive`` also counts as the client gone
+        gone = True
+        task.cancel()  # delivered inside ``work``: this runs only while ``work`` is suspended
+
+    watcher = loop.create_task(wait_disconnect(req.receive))
+    watcher.add_done_callback(client_gone)
     if registry is not None:
         registry.add(task)
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        watcher.cancel()
-        raise
+        await work
+    except BaseException as exc:
+        was_drained = drained is not None and task in drained
+        ours = gone + was_drained  # cancellations requested here and by the drain
+        remaining = task.cancelling()
+        for _ in range(ours):
+            remaining = task.uncancel()
+        if not ours or remaining > 0 or not isinstance(exc, asyncio.CancelledError):
+            raise  # an error, or cancelled from outside as well: the caller's business
+        if was_drained:
+            raise Drained() from None
+        return True
+    else:
+        # ``work`` returned although it may have been cancelled (and swallowed it): withdraw the
+        # cancellations requested here; the client being gone is reported all the same.
+        for _ in range(gone + (drained is not None and task in drained)):
+            task.uncancel()
+        return gone
     finally:
+        active = False
+        watcher.cancel()
         if registry is not None:
             registry.discard(task)
-    if task.done():
-        watcher.cancel()
-        if task.cancelled():
-            raise Drained()
-        task.result()
-        return False
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return True
+        if drained is not None:
+            drained.discard(task)
 
 
 SHUTTING_DOWN = "The gateway is shutting down; retry the request."
@@ -149,7 +175,7 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
             rate_limit_headers(ticket.lease, headers)
         exchange = _Exchange(gw, req, send, client, creq, body, route, plan, out, headers)
         try:
-            out.client_disconnected = await until_disconnect(req, exchange.run(), gw.tasks)
+            out.client_disconnected = await until_disconnect(req, exchange.run(), gw.tasks, gw.drained)
         except Drained:
             out.status, out.error_kind = 503, "overloaded_error"
             if out.first_byte_at is None:
@@ -180,7 +206,8 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
     finally:
         metrics.requests_in_flight -= 1
         out.finished_at = time.perf_counter()
-        await asyncio.shield(gw.accounting.settle(ticket, out))
+        if not gw.accounting.settle_now(ticket, out):  # usually settled here, without a task
+            await asyncio.shield(gw.accounting.settle(ticket, out))
         gw.finish(out)
 
 
