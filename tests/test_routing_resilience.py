@@ -359,9 +359,13 @@ async def test_fallback_model_served_in_another_format(
     assert (
         entries[-1]["body"]["model"] == "fake-gpt" and entries[-1]["body"]["stream_options"]["include_usage"]
     )
-    rows = []
-    async with db.session() as s:
-        rows = list(await s.scalars(select(UsageRecord).where(UsageRecord.model == "with-fallback")))
+    rows: list[UsageRecord] = []
+    deadline = time.monotonic() + 10
+    while not rows:  # the ledger is written in batches (50 ms): wait for the row
+        assert time.monotonic() < deadline, "no ledger row for the with-fallback request"
+        await asyncio.sleep(0.05)
+        async with db.session() as s:
+            rows = list(await s.scalars(select(UsageRecord).where(UsageRecord.model == "with-fallback")))
     assert len(rows) == 1  # one request, one ledger row
     assert (rows[0].attempts, rows[0].upstream, rows[0].upstream_model, rows[0].status) == (
         3,
