@@ -15,24 +15,14 @@ from starlette.requests import Request
 
 from claudestore.accounts.fields import MAX_INT32
 from claudestore.accounts.money import PERIODS, nanos_to_usd
+from claudestore.accounts.plans import PLAN_FIELDS
 from claudestore.core.errors import InvalidRequest, NotFound
 from claudestore.storage.billing_models import Plan
 from claudestore.web.site import text_field
 
-PLAN_TEXT_FIELDS = (
-    "name",
-    "description",
-    "price_usd",
-    "period",
-    "rpm",
-    "tpm",
-    "max_concurrency",
-    "quota_tokens",
-    "included_credit_usd",
-    "allowed_models",
-    "price_multiplier",
-)
 PLAN_CHECKBOXES = ("trial", "public")
+#: The plan form's text inputs: every plan field but the checkboxes and the exact-nanos variant.
+PLAN_TEXT_FIELDS = tuple(f for f in PLAN_FIELDS if f not in ("included_credit_nanos", *PLAN_CHECKBOXES))
 PERIOD_OPTIONS = [(period, period.capitalize()) for period in PERIODS]
 PLAN_DEFAULTS = {
     "price_usd": "0",
