@@ -1,4 +1,4 @@
-"""The admin API and the customer API against their OpenAPI document (``api/openapi.py``).
+"""The admin API and the customer API against their OpenAPI document (``api/openapi/``).
 
 - The document is valid OpenAPI 3.1 (openapi-spec-validator) and schemathesis loads it.
 - It documents every route the two Starlette apps expose, plus ``/admin/upstreams`` (served by

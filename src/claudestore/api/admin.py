@@ -408,7 +408,7 @@ class AdminAPI:
         )
 
     async def openapi_document(self, request: Request) -> Response:
-        """The OpenAPI document of the admin API and the customer API (``api/openapi.py``)."""
+        """The OpenAPI document of the admin API and the customer API (``api/openapi/``)."""
         return JSONResponse(openapi.document())
 
     def routes(self) -> list[Route]:
