@@ -31,9 +31,11 @@ class AnthropicProvider(Provider):
     def url(self, op: Operation) -> str:
         return self._urls[op]
 
-    def headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
-        headers = dict(self._base_headers)
-        headers["anthropic-version"] = client_headers.get("anthropic-version") or DEFAULT_VERSION
+    def fixed_headers(self, op: Operation) -> dict[str, str]:
+        return self._base_headers
+
+    def client_headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
+        headers = {"anthropic-version": client_headers.get("anthropic-version") or DEFAULT_VERSION}
         for name in _FORWARDED:
             value = client_headers.get(name)
             if value:

@@ -15,18 +15,26 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
-import aiohttp
 import orjson
 
 from claudestore.config import UpstreamConfig
-from claudestore.core.errors import GatewayError, UpstreamError, UpstreamTimeout
+from claudestore.core.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
+from claudestore.providers.http import (
+    ConnectTimeout,
+    HTTPClient,
+    Response,
+    UpstreamConnectionError,
+    check_header,
+    encode_head,
+    split_url,
+)
 
 WireFormat = Literal["anthropic", "openai"]
 Operation = Literal["generate", "count_tokens"]
 
 log = logging.getLogger("claudestore.providers")
 
-__all__ = ["Operation", "Provider", "UpstreamResponse", "WireFormat"]
+__all__ = ["Operation", "Provider", "UpstreamConnectionError", "UpstreamResponse", "WireFormat"]
 
 
 class UpstreamResponse:
@@ -34,28 +42,28 @@ class UpstreamResponse:
 
     __slots__ = ("_chunk_iter", "_idle", "_pending", "_resp", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, idle_timeout: float) -> None:
+    def __init__(self, resp: Response, idle_timeout: float) -> None:
         self._resp = resp
         self._idle = idle_timeout
         self._chunk_iter: AsyncIterator[bytes] | None = None
         self._pending: asyncio.Future[bytes] | None = None
         self.status = resp.status
-        self.headers = resp.headers
+        self.headers: Mapping[str, str] = resp.headers
 
     async def json(self) -> Any:
         resp = self._resp
         try:
-            if resp.content.is_eof():  # the whole body has arrived: reading it cannot wait
-                raw = await resp.read()
+            if resp.complete:  # the whole body has arrived: reading it cannot wait
+                raw = resp.read_nowait()
             else:
                 async with asyncio.timeout(self._idle):
                     raw = await resp.read()
         except TimeoutError:
             raise UpstreamTimeout("The upstream did not finish its response in time.") from None
-        except aiohttp.ClientError as exc:
+        except UpstreamConnectionError as exc:
             raise UpstreamError(502, f"The upstream connection failed: {exc}") from None
         finally:
-            self._resp.release()
+            resp.close()
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -63,28 +71,26 @@ class UpstreamResponse:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive. Raises ``TimeoutError`` when idle too long and
-        ``aiohttp.ClientError`` when the connection breaks."""
-        content = self._resp.content
+        ``UpstreamConnectionError`` when the connection breaks."""
+        resp = self._resp
+        loop = asyncio.get_running_loop()
         while True:
-            async with asyncio.timeout(self._idle):
-                chunk = await content.readany()
+            chunk = await resp.readany(loop.time() + self._idle)
             if not chunk:
                 return
             yield chunk
 
     async def read(self, deadline: float) -> bytes:
         """The next body bytes as they arrive (``b""`` at the end). Raises ``TimeoutError`` at
-        ``deadline`` (event-loop time; the read can be resumed) and ``aiohttp.ClientError``
+        ``deadline`` (event-loop time; the read can be resumed) and ``UpstreamConnectionError``
         when the connection breaks."""
         if type(self).chunks is not UpstreamResponse.chunks:
             return await self._read_chunks(deadline)
-        content = self._resp.content
-        data = content.read_nowait()  # what has arrived already (raises as readany() would)
-        if data or content.is_eof():
+        resp = self._resp
+        data = resp.read_nowait()  # what has arrived already (raises as readany() would)
+        if data or resp.complete:
             return data
-        async with asyncio.timeout_at(deadline):
-            return await content.readany()
-
+        return await resp.readany(None if deadline == float("inf") else deadline)
     async def _read_chunks(self, deadline: float) -> bytes:
         """``read`` for a response that makes its body in ``chunks()`` (no socket, e.g. a local
         model): a deadline leaves the next chunk pending instead of cancelling the generator."""
@@ -113,11 +119,12 @@ class UpstreamResponse:
             self._pending = None
 
     def close(self) -> None:
-        """Abort the exchange (drops the connection so the upstream stops generating)."""
+        """Done with the exchange: a connection still receiving the body is dropped (so the
+        upstream stops generating); a finished one is already back in the pool."""
         self._resp.close()
 
     def release(self) -> None:
-        self._resp.release()
+        self._resp.close()
 
 
 class Provider:
@@ -125,25 +132,43 @@ class Provider:
 
     format: WireFormat
 
-    def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, config: UpstreamConfig, client: HTTPClient) -> None:
         self.config = config
         self.name = config.name
         self.base_url = config.resolved_base_url()
         self.api_key = config.resolved_api_key()
-        self._session = session
+        self._client = client
         t = config.timeouts
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=t.connect, sock_connect=t.connect, sock_read=None
-        )
+        self._connect = t.connect
         self._first_byte = t.first_byte if t.total is None else min(t.first_byte, t.total)
         self._idle = t.idle
+        self._heads: dict[str, tuple[Any, bytes]] = {}
+
+    def head(self, op: Operation) -> tuple[Any, bytes]:
+        """The origin and the encoded request line plus fixed headers of ``op`` (built once)."""
+        built = self._heads.get(op)
+        if built is None:
+            origin, target = split_url(self.url(op))
+            built = self._heads[op] = (origin, encode_head(target, origin, self.fixed_headers(op)))
+        return built
 
     # -- to be provided by each provider --------------------------------------------
     def url(self, op: Operation) -> str:
         raise NotImplementedError
 
-    def headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
+    def fixed_headers(self, op: Operation) -> dict[str, str]:
+        """The headers every request of ``op`` carries (content type, credentials, config)."""
         raise NotImplementedError
+
+    def client_headers(self, client_headers: Mapping[str, str]) -> dict[str, str] | None:
+        """Headers of this request taken from the client's (None: none)."""
+        return None
+
+    def headers(self, op: Operation, client_headers: Mapping[str, str]) -> dict[str, str]:
+        """Every header of one request (for logs and tests; ``open`` sends the encoded form)."""
+        headers = dict(self.fixed_headers(op))
+        headers.update(self.client_headers(client_headers) or {})
+        return headers
 
     def error_message(self, body: Any) -> str | None:
         raise NotImplementedError
@@ -155,37 +180,44 @@ class Provider:
 
     # -- shared ---------------------------------------------------------------------
     async def open(self, op: Operation, body: bytes, client_headers: Mapping[str, str]) -> UpstreamResponse:
-        url = self.url(op)
+        origin, head = self.head(op)
+        extra = self.client_headers(client_headers)
+        if extra:
+            lines = []
+            for name, value in extra.items():
+                try:
+                    check_header(name, value)
+                except ValueError:
+                    raise InvalidRequest(f"The {name} header holds characters HTTP forbids.") from None
+                lines.append(f"{name}: {value}\r\n")
+            head += "".join(lines).encode("utf-8")
         try:
             async with asyncio.timeout(self._first_byte):
-                resp = await self._session.post(
-                    url, data=body, headers=self.headers(client_headers), timeout=self._timeout
-                )
-        except aiohttp.ServerTimeoutError:  # a TimeoutError too: the connect timeout
+                resp = await self._client.post(origin, head, body, self._connect)
+        except ConnectTimeout:
             raise UpstreamTimeout(
-                f"Upstream {self.name!r} could not be connected to within {self.config.timeouts.connect:g} s."
+                f"Upstream {self.name!r} could not be connected to within {self._connect:g} s."
             ) from None
         except TimeoutError:
             raise UpstreamTimeout(
                 f"Upstream {self.name!r} did not answer within {self._first_byte:g} s."
             ) from None
-        except aiohttp.ClientError as exc:
-            # The exception text names the upstream's internal address: log it, never send it.
-            log.warning("upstream %r could not be reached: %s", self.name, exc)
-            raise UpstreamError(
-                502, f"Upstream {self.name!r} could not be reached ({type(exc).__name__})."
-            ) from None
+        except UpstreamConnectionError as exc:
+            # The cause's text may name the upstream's internal address: log it, never send it.
+            log.warning("upstream %r could not be reached: %s (%s)", self.name, exc, exc.__cause__ or "")
+            raise UpstreamError(502, f"Upstream {self.name!r} could not be reached: {exc}") from None
         if resp.status < 300:
             return UpstreamResponse(resp, self._idle)
         raise await self._error(resp)
 
-    async def _error(self, resp: aiohttp.ClientResponse) -> GatewayError:
+    async def _error(self, resp: Response) -> GatewayError:
         try:
-            raw = await resp.read()
-        except aiohttp.ClientError:
+            async with asyncio.timeout(self._idle):
+                raw = await resp.read()
+        except (UpstreamConnectionError, TimeoutError):
             raw = b""
         finally:
-            resp.release()
+            resp.close()
         try:
             message = self.error_message(orjson.loads(raw)) if raw else None
         except orjson.JSONDecodeError:

@@ -26,13 +26,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
 from typing import Any, cast
 
-import aiohttp
 import orjson
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from claudestore.config import LOCAL_MODEL_PACKAGE, ConfigError, UpstreamConfig
 from claudestore.core.errors import InternalError, InvalidRequest, UpstreamError
 from claudestore.providers.base import Operation, Provider, UpstreamResponse
+from claudestore.providers.http import Headers, HTTPClient
 from claudestore.providers.local_prompt import Sampling, gemma_prompt, parse_request, template_prompt
 from claudestore.providers.local_runtime import Engine, Event, Job, LocalModel
 
@@ -102,8 +101,8 @@ def _template_renderer(llm: Any, template: str) -> Any:
 class LocalProvider(Provider):
     format = "openai"
 
-    def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
-        super().__init__(config, session)
+    def __init__(self, config: UpstreamConfig, client: HTTPClient) -> None:
+        super().__init__(config, client)
         where = f"upstreams[{config.name}]"
         if importlib.util.find_spec("llama_cpp") is None:
             raise ConfigError(f"{where}: type 'local' needs llama-cpp-python: {INSTALL_HINT}")
@@ -119,7 +118,7 @@ class LocalProvider(Provider):
     def url(self, op: Operation) -> str:
         return self.base_url
 
-    def headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
+    def fixed_headers(self, op: Operation) -> dict[str, str]:
         return {}
 
     def error_message(self, body: Any) -> str | None:
@@ -184,7 +183,7 @@ class LocalResponse(UpstreamResponse):
         }
         self.status = 200
         kind = "text/event-stream" if stream else "application/json"
-        self.headers = CIMultiDictProxy(CIMultiDict({"content-type": kind}))
+        self.headers = Headers({"content-type": kind})
 
     def _usage(self, completion_tokens: int) -> dict[str, int]:
         p = self._prompt_tokens

@@ -7,7 +7,6 @@ HTTP layer with a one-token generation whose ``usage.prompt_tokens`` is exact.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from claudestore.protocol.openai.errors import upstream_error_message
@@ -29,7 +28,7 @@ class OpenAIProvider(Provider):
     def url(self, op: Operation) -> str:
         return self._url
 
-    def headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
+    def fixed_headers(self, op: Operation) -> dict[str, str]:
         return self._base_headers
 
     def error_message(self, body: Any) -> str | None:

@@ -1,12 +1,11 @@
-"""Build providers from configuration, sharing one pooled HTTP session."""
+"""Build providers from configuration, sharing one pooled HTTP client."""
 
 from __future__ import annotations
-
-import aiohttp
 
 from claudestore.config import UpstreamConfig
 from claudestore.providers.anthropic import AnthropicProvider
 from claudestore.providers.base import Provider
+from claudestore.providers.http import HTTPClient
 from claudestore.providers.openai import OpenAIProvider
 
 PROVIDER_TYPES: dict[str, type[Provider]] = {"anthropic": AnthropicProvider, "openai": OpenAIProvider}
@@ -20,12 +19,11 @@ def provider_type(kind: str) -> type[Provider]:
     return PROVIDER_TYPES[kind]
 
 
-def make_session(upstreams: list[UpstreamConfig]) -> aiohttp.ClientSession:
+def make_client(upstreams: list[UpstreamConfig]) -> HTTPClient:
     """One keep-alive pool for every upstream, sized for long-lived streams."""
     limit = sum(u.max_connections for u in upstreams) or 100
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
-    return aiohttp.ClientSession(connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",))
+    return HTTPClient(limit=limit, keepalive=60.0)
 
 
-def build_providers(upstreams: list[UpstreamConfig], session: aiohttp.ClientSession) -> dict[str, Provider]:
-    return {u.name: provider_type(u.type)(u, session) for u in upstreams}
+def build_providers(upstreams: list[UpstreamConfig], client: HTTPClient) -> dict[str, Provider]:
+    return {u.name: provider_type(u.type)(u, client) for u in upstreams}

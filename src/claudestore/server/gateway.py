@@ -8,8 +8,6 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-import aiohttp
-
 from claudestore.admission.accounting import Accounting, LivePrices
 from claudestore.admission.credits import CreditPoller
 from claudestore.admission.policy import PolicyCache
@@ -19,7 +17,8 @@ from claudestore.limits.factory import make_limiter
 from claudestore.observability.logs import log_outcome
 from claudestore.observability.metrics import Metrics
 from claudestore.providers.base import Provider
-from claudestore.providers.registry import build_providers, make_session
+from claudestore.providers.http import HTTPClient
+from claudestore.providers.registry import build_providers, make_client
 from claudestore.routing.router import Router
 from claudestore.server.http import Request
 from claudestore.server.outcome import Outcome, OutcomeListener
@@ -50,7 +49,7 @@ class Gateway:
     config: Config
     db: Database
     auth: KeyAuthenticator
-    session: aiohttp.ClientSession
+    session: HTTPClient
     providers: dict[str, Provider]
     router: Router
     accounting: Accounting
@@ -80,7 +79,7 @@ class Gateway:
                 "CLAUDESTORE_KEY_PEPPER is not set: API key hashes use the built-in pepper. "
                 "Set a secret pepper before issuing production keys."
             )
-        session = make_session(config.upstreams)
+        session = make_client(config.upstreams)
         providers = build_providers(config.upstreams, session)
         ledger = LedgerWriter(db, flush_interval=config.accounting.ledger_flush_interval)
         ledger.start()

@@ -21,7 +21,6 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from claudestore.admission.accounting import Ticket
@@ -37,6 +36,7 @@ from claudestore.core.errors import (
 from claudestore.core.stream import BlockDelta
 from claudestore.observability.logs import request_id_var
 from claudestore.protocol.sse import SSEDecoder
+from claudestore.providers.http import UpstreamConnectionError
 from claudestore.routing.attempts import AttemptPlan, retryable
 from claudestore.routing.deployments import Deployment
 from claudestore.routing.router import Route
@@ -469,7 +469,7 @@ class _Exchange:
                             relay.deltas if passthrough else translated_deltas
                         ):
                             out.first_token_at = time.perf_counter()
-            except aiohttp.ClientError as exc:
+            except UpstreamConnectionError as exc:
                 # A break after the answer is complete (only [DONE] / message_stop missing) is no failure.
                 if not (relay.complete if passthrough else tracker.stop_reason is not None):
                     failure = ("api_error", f"The upstream connection broke mid-stream: {exc}")
