@@ -6,9 +6,18 @@ import asyncio
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import update
 
-from claudestore.billing.pricing import Price, PriceCache, PriceTable, estimate_input_tokens
+from claudestore.billing.pricing import (
+    Price,
+    PriceCache,
+    PriceTable,
+    decimal_cost_nanos,
+    decimal_reserve_nanos,
+    estimate_input_tokens,
+)
 from claudestore.core.response import Usage
 from claudestore.storage.billing_models import ModelPrice
 from claudestore.storage.db import Database
@@ -153,3 +162,34 @@ async def test_price_cache_single_flight_ttl_and_invalidate(database: Database) 
     cold._load = broken  # type: ignore[method-assign]
     with pytest.raises(ConnectionRefusedError):  # nothing to fall back on
         await cold.get()
+
+
+# Prices as the database holds them (up to 9 decimal places, up to 80 million $/Mtok) and
+# multipliers as plans do (up to 4 places), plus a few values outside that form.
+_PRICE = st.decimals(min_value=0, max_value=80_000_000, places=9, allow_nan=False, allow_infinity=False)
+_MULT = st.one_of(
+    st.decimals(min_value=0, max_value=100, places=4, allow_nan=False, allow_infinity=False),
+    st.sampled_from([Decimal(1), Decimal("1.0"), Decimal("1E+1"), Decimal("0.3333333333333333333333")]),
+)
+_TOKENS = st.integers(min_value=0, max_value=10**9)
+
+
+@settings(max_examples=400, deadline=None)
+@given(p=st.tuples(_PRICE, _PRICE, _PRICE, _PRICE), u=st.tuples(_TOKENS, _TOKENS, _TOKENS, _TOKENS), m=_MULT)
+def test_integer_arithmetic_equals_decimal(
+    p: tuple[Decimal, Decimal, Decimal, Decimal], u: tuple[int, int, int, int], m: Decimal
+) -> None:
+    price = Price(*p)
+    prices = PriceTable({"m": price})
+    usage = Usage(input_tokens=u[0], output_tokens=u[1], cache_write_tokens=u[2], cache_read_tokens=u[3])
+    assert prices.cost_nanos("m", usage, m) == decimal_cost_nanos(price, usage, m)
+    assert prices.reserve_nanos("m", u[0], u[1], m) == decimal_reserve_nanos(price, u[0], u[1], m)
+
+
+def test_prices_outside_the_integer_form_take_the_decimal_path() -> None:
+    usage = Usage(input_tokens=3, output_tokens=2)
+    negative = Price(Decimal("-1.5"), Decimal("2"), Decimal("0"), Decimal("0"))
+    prices = PriceTable({"neg": negative})
+    assert negative.integers() is None
+    assert prices.cost_nanos("neg", usage) == decimal_cost_nanos(negative, usage, Decimal(1)) == -500
+    assert prices.cost_nanos("neg", usage, Decimal("-1")) == 500

@@ -45,6 +45,37 @@ class Accounting:
             raise policy.refusal
         return policy
 
+    def admit_now(self, policy: Policy, model: str, body_bytes: int, max_tokens: int) -> Ticket | None:
+        """:meth:`admit` without awaiting, when nothing has to wait (prices in memory and fresh,
+        the limiter in process); None: nothing was done (await :meth:`admit`). Raises the
+        refusal as :meth:`admit` does."""
+        policy.check_model(model)
+        if not policy.scopes and policy.quota is None and policy.balance_seed is None:
+            return Ticket(policy, None)  # an operator key without limits
+        acquire_now = getattr(self.limiter, "acquire_now", None)
+        if acquire_now is None:
+            return None  # a limiter elsewhere (Redis)
+        cost = 0
+        input_estimate = estimate_input_tokens(body_bytes)
+        if policy.balance_seed is not None:
+            current = getattr(self.prices, "current", None)
+            table = current() if current is not None else None
+            if table is None:
+                return None  # to be loaded: admit() awaits it
+            cost = table.reserve_nanos(model, input_estimate, max_tokens, policy.multiplier)
+        return Ticket(policy, acquire_now(self._admission(policy, input_estimate + max_tokens, cost)))
+
+    @staticmethod
+    def _admission(policy: Policy, tokens: int, cost: int) -> Admission:
+        return Admission(
+            scopes=policy.scopes,
+            tokens=tokens,
+            account_id=policy.account_id,
+            cost_nanos=cost,
+            balance_seed=policy.balance_seed,
+            quota=policy.quota,
+        )
+
     async def admit(self, policy: Policy, model: str, body_bytes: int, max_tokens: int) -> Ticket:
         policy.check_model(model)
         if not policy.scopes and policy.quota is None and policy.balance_seed is None:
@@ -54,14 +85,7 @@ class Accounting:
         if policy.balance_seed is not None:
             table = await self.prices.get()
             cost = table.reserve_nanos(model, input_estimate, max_tokens, policy.multiplier)
-        admission = Admission(
-            scopes=policy.scopes,
-            tokens=input_estimate + max_tokens,
-            account_id=policy.account_id,
-            cost_nanos=cost,
-            balance_seed=policy.balance_seed,
-            quota=policy.quota,
-        )
+        admission = self._admission(policy, input_estimate + max_tokens, cost)
         return Ticket(policy, await self.limiter.acquire(admission))
 
     def settle_now(self, ticket: Ticket | None, out: Outcome) -> bool:

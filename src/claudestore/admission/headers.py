@@ -1,9 +1,10 @@
-"""Rate-limit headers in both APIs' styles, from the limiter's windows.
+"""Rate-limit headers in the style of the API that was called, from the limiter's windows.
 
-Anthropic: ``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`` with RFC 3339
-reset times. OpenAI: ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` with
-duration strings (``1s``, ``6m0s``, ``12ms``). Both sets go on every response of a
-limited key, whichever API was called, so tools written for either can read them.
+Anthropic (``/v1/messages``): ``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}``
+with RFC 3339 reset times. OpenAI (``/v1/chat/completions``):
+``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` with duration strings (``1s``,
+``6m0s``, ``12ms``). Each API's own set only, as the real APIs send them: the other set
+would be read by no client of that API and costs a few µs per response to write.
 """
 
 from __future__ import annotations
@@ -40,33 +41,32 @@ def duration(seconds: float) -> str:
 
 
 _NAMES = {
-    kind: (
+    ("anthropic", kind): (
         f"anthropic-ratelimit-{kind}-limit",
         f"anthropic-ratelimit-{kind}-remaining",
         f"anthropic-ratelimit-{kind}-reset",
-        f"x-ratelimit-limit-{kind}",
-        f"x-ratelimit-remaining-{kind}",
-        f"x-ratelimit-reset-{kind}",
     )
+    for kind in ("requests", "tokens")
+} | {
+    ("openai", kind): (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
     for kind in ("requests", "tokens")
 }
 
 
-def _window(headers: dict[str, str], kind: str, window: Window, now: float) -> None:
-    a_limit, a_remaining, a_reset, x_limit, x_remaining, x_reset = _NAMES[kind]
-    limit = str(window.limit)
-    remaining = str(window.remaining) if window.remaining > 0 else "0"
-    headers[a_limit] = limit
-    headers[a_remaining] = remaining
-    headers[a_reset] = _rfc3339(window.reset_at)
-    headers[x_limit] = limit
-    headers[x_remaining] = remaining
-    headers[x_reset] = duration(max(0.0, window.reset_at - now))
+def _window(headers: dict[str, str], style: str, kind: str, window: Window, now: float) -> None:
+    limit, remaining, reset = _NAMES[style, kind]
+    headers[limit] = str(window.limit)
+    headers[remaining] = str(window.remaining) if window.remaining > 0 else "0"
+    if style == "anthropic":
+        headers[reset] = _rfc3339(window.reset_at)
+    else:
+        headers[reset] = duration(max(0.0, window.reset_at - now))
 
 
-def rate_limit_headers(lease: Lease, headers: dict[str, str]) -> None:
+def rate_limit_headers(lease: Lease, headers: dict[str, str], style: str) -> None:
+    """Add the headers of ``lease``'s windows to ``headers`` in ``style`` ("anthropic" or "openai")."""
     now = time.time()
     if lease.requests is not None:
-        _window(headers, "requests", lease.requests, now)
+        _window(headers, style, "requests", lease.requests, now)
     if lease.tokens is not None:
-        _window(headers, "tokens", lease.tokens, now)
+        _window(headers, style, "tokens", lease.tokens, now)

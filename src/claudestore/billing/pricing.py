@@ -5,8 +5,12 @@ one micro-dollar per token, i.e. 1000 nano-dollars per token, so::
 
     cost_nanos = round_half_up(sum(tokens_i * price_i) * 1000 * multiplier)
 
-computed exactly in :class:`~decimal.Decimal` and rounded to an integer **once**, at
-the end (never per token kind), so the ledger is exact and reproducible.
+computed exactly and rounded to an integer **once**, at the end (never per token kind),
+so the ledger is exact and reproducible. The arithmetic is integer arithmetic on each
+price scaled by a power of ten (a price with ``s`` decimal places is an integer times
+``10**-s``), which gives the same result as :class:`~decimal.Decimal` at a fraction of
+the cost; anything outside that form (negative figures, non-finite values) takes the
+:class:`~decimal.Decimal` path.
 
 A price row's ``model`` is either an exact model id or an :mod:`fnmatch` pattern
 (``claude-*``, ``claude-?-opus*``). :meth:`PriceTable.lookup` tries the exact id
@@ -38,6 +42,31 @@ ONE = Decimal(1)
 _EXACT = Context(prec=60)
 _WILDCARDS = frozenset("*?[")
 _LOOKUP_CACHE_MAX = 4096  # model names come from clients: keep the memo bounded
+_SCALED_CACHE_MAX = 1024  # multipliers (one per plan) in their integer form
+
+
+def scaled(value: Decimal) -> tuple[int, int] | None:
+    """``value`` as (integer, decimal places) when it is finite and not negative, else None."""
+    if not value.is_finite() or value < 0:
+        return None
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    places = max(0, -exponent)
+    return int(value.scaleb(places, _EXACT)), places
+
+
+_MULTIPLIERS: dict[Decimal, tuple[int, int] | None] = {}
+
+
+def _scaled_multiplier(multiplier: Decimal) -> tuple[int, int] | None:
+    try:
+        return _MULTIPLIERS[multiplier]
+    except KeyError:
+        pass
+    found = scaled(Decimal(multiplier))
+    if len(_MULTIPLIERS) < _SCALED_CACHE_MAX:
+        _MULTIPLIERS[multiplier] = found
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +77,19 @@ class Price:
     output: Decimal
     cache_write: Decimal
     cache_read: Decimal
+
+    def integers(self) -> tuple[int, int, int, int, int] | None:
+        """(input, output, cache_write, cache_read, 10**places): each price in nanos per token
+        times 10**places, all integers; None when a price is negative or not finite."""
+        parts = [
+            scaled(_EXACT.multiply(d, NANOS_PER_USD_PER_MTOK))
+            for d in (self.input, self.output, self.cache_write, self.cache_read)
+        ]
+        if any(p is None for p in parts):
+            return None
+        places = max(p[1] for p in parts if p is not None)
+        i, o, w, r = (p[0] * 10 ** (places - p[1]) for p in parts if p is not None)
+        return i, o, w, r, 10**places
 
     @classmethod
     def from_row(cls, row: ModelPrice) -> Price:
@@ -75,6 +117,7 @@ class PriceTable:
             key=lambda item: (-len(item[0]), item[0]),
         )
         self._memo: dict[str, Price | None] = {}
+        self._integers = {id(p): p.integers() for p in prices.values()}  # the prices outlive the ids
 
     @classmethod
     def from_rows(cls, rows: Iterable[ModelPrice]) -> PriceTable:
@@ -104,17 +147,19 @@ class PriceTable:
         price = self.lookup(model)
         if price is None:
             return 0
-        c = _EXACT
-        total = c.add(
-            c.add(c.multiply(usage.input_tokens, price.input), c.multiply(usage.output_tokens, price.output)),
-            c.add(
-                c.multiply(usage.cache_write_tokens, price.cache_write),
-                c.multiply(usage.cache_read_tokens, price.cache_read),
-            ),
-        )
-        return _round(
-            c.multiply(c.multiply(total, NANOS_PER_USD_PER_MTOK), Decimal(multiplier)), ROUND_HALF_UP
-        )
+        ints, mult = self._integers.get(id(price)), _scaled_multiplier(multiplier)
+        if ints is not None and mult is not None:
+            i, o, w, r, scale = ints
+            n = (
+                usage.input_tokens * i
+                + usage.output_tokens * o
+                + usage.cache_write_tokens * w
+                + usage.cache_read_tokens * r
+            ) * mult[0]
+            if n >= 0:
+                d = scale * 10 ** mult[1]
+                return (2 * n + d) // (2 * d)  # half up
+        return decimal_cost_nanos(price, usage, multiplier)
 
     def reserve_nanos(
         self, model: str | None, input_tokens_estimate: int, max_tokens: int, multiplier: Decimal = ONE
@@ -124,14 +169,38 @@ class PriceTable:
         price = self.lookup(model)
         if price is None:
             return 0
-        c = _EXACT
-        total = c.add(
-            c.multiply(input_tokens_estimate, max(price.input, price.cache_write)),
-            c.multiply(max_tokens, price.output),
-        )
-        return _round(
-            c.multiply(c.multiply(total, NANOS_PER_USD_PER_MTOK), Decimal(multiplier)), ROUND_CEILING
-        )
+        ints, mult = self._integers.get(id(price)), _scaled_multiplier(multiplier)
+        if ints is not None and mult is not None:
+            i, o, w, _, scale = ints
+            n = (input_tokens_estimate * max(i, w) + max_tokens * o) * mult[0]
+            if n >= 0:
+                return -(-n // (scale * 10 ** mult[1]))  # ceiling
+        return decimal_reserve_nanos(price, input_tokens_estimate, max_tokens, multiplier)
+
+
+def decimal_cost_nanos(price: Price, usage: Usage, multiplier: Decimal) -> int:
+    """``PriceTable.cost_nanos`` in :class:`~decimal.Decimal` (the reference; any input)."""
+    c = _EXACT
+    total = c.add(
+        c.add(c.multiply(usage.input_tokens, price.input), c.multiply(usage.output_tokens, price.output)),
+        c.add(
+            c.multiply(usage.cache_write_tokens, price.cache_write),
+            c.multiply(usage.cache_read_tokens, price.cache_read),
+        ),
+    )
+    return _round(c.multiply(c.multiply(total, NANOS_PER_USD_PER_MTOK), Decimal(multiplier)), ROUND_HALF_UP)
+
+
+def decimal_reserve_nanos(
+    price: Price, input_tokens_estimate: int, max_tokens: int, multiplier: Decimal
+) -> int:
+    """``PriceTable.reserve_nanos`` in :class:`~decimal.Decimal` (the reference; any input)."""
+    c = _EXACT
+    total = c.add(
+        c.multiply(input_tokens_estimate, max(price.input, price.cache_write)),
+        c.multiply(max_tokens, price.output),
+    )
+    return _round(c.multiply(c.multiply(total, NANOS_PER_USD_PER_MTOK), Decimal(multiplier)), ROUND_CEILING)
 
 
 def estimate_input_tokens(body_bytes_len: int) -> int:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import count
-from typing import cast
 
 from claudestore.core.errors import GatewayError, PaymentRequired, RateLimited
 from claudestore.limits.base import Admission, Lease, Scope, Window
@@ -106,13 +105,6 @@ def refusal(
         text = f"Concurrency limit of {limit:,} requests in flight reached for {who}"
         code = "concurrency_limit"
     return RateLimited(f"{text}; retry after {seconds} s.", code=code, retry_after=seconds)
-
-
-def tightest(windows: list[Window]) -> Window | None:
-    """The window with the least remaining (the first one on a tie)."""
-    if len(windows) < 2:
-        return windows[0] if windows else None
-    return min(windows, key=lambda w: w.remaining)
 
 
 # Expired entries are dropped from the front of a scope's log once there are at least this
@@ -221,6 +213,10 @@ class MemoryLimiter:
         return entry[0] if entry is not None and entry[1] > now else seed
 
     async def acquire(self, admission: Admission) -> Lease:
+        return self.acquire_now(admission)
+
+    def acquire_now(self, admission: Admission) -> Lease:
+        """:meth:`acquire`, which never needs to wait in process, without a coroutine."""
         now = time.time()
         if now >= self._next_sweep:
             self._sweep(now)
@@ -278,16 +274,21 @@ class MemoryLimiter:
         lease_id = f"{self._tag}{next(self._ids)}"
         entries: list[tuple[int, _ScopeState]] = []
         holds: list[_ScopeState] = []
-        requests: list[Window] = []
-        token_windows: list[Window] = []
+        requests: Window | None = None  # the tightest of each kind (the first one on a tie)
+        token_window: Window | None = None
         for scope, state in zip(admission.scopes, states, strict=True):
-            if scope.rpm is not None or scope.tpm is not None:
+            rpm, tpm = scope.rpm, scope.tpm
+            if rpm is not None or tpm is not None:
                 entries.append((state.add(now, tokens), state))
                 reset = state.at[state.head] + window
-                if scope.rpm is not None:
-                    requests.append(Window(scope.rpm, scope.rpm - state.count(), reset))
-                if scope.tpm is not None:
-                    token_windows.append(Window(scope.tpm, scope.tpm - state.total, reset))
+                if rpm is not None:
+                    left = rpm - (len(state.at) - state.head)
+                    if requests is None or left < requests.remaining:
+                        requests = Window(rpm, left, reset)
+                if tpm is not None:
+                    left = tpm - state.total
+                    if token_window is None or left < token_window.remaining:
+                        token_window = Window(tpm, left, reset)
             if scope.concurrency is not None:
                 state.hold(lease_id, now + self.lease_ttl)
                 holds.append(state)
@@ -295,8 +296,9 @@ class MemoryLimiter:
             self._quotas[quota.name] = (used + tokens, quota.period_end + QUOTA_GRACE)
         if admission.balance_seed is not None and account is not None:
             self._balances[account] = balance - cost
-        extra: dict[str, object] = {"id": lease_id, "entries": entries, "holds": holds}
-        return Lease(admission, tightest(requests), tightest(token_windows), extra=extra)
+        return Lease(
+            admission, requests, token_window, extra={"id": lease_id, "entries": entries, "holds": holds}
+        )
 
     async def settle(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> None:
         self.settle_now(lease, actual_tokens, actual_cost_nanos)
@@ -308,12 +310,15 @@ class MemoryLimiter:
         lease.settled = True
         admission, now = lease.admission, time.time()
         delta = actual_tokens - admission.tokens
-        entries = cast(list[tuple[int, _ScopeState]], lease.extra["entries"])
-        holds = cast(list[_ScopeState], lease.extra["holds"])
+        extra = lease.extra
+        entries: list[tuple[int, _ScopeState]] = extra["entries"]  # type: ignore[assignment]
+        holds: list[_ScopeState] = extra["holds"]  # type: ignore[assignment]
         for seq, state in entries:
             state.adjust(seq, delta)
-        for state in holds:
-            state.inflight.pop(str(lease.extra["id"]), None)
+        if holds:
+            lease_id = extra["id"]
+            for state in holds:
+                state.inflight.pop(lease_id, None)  # type: ignore[call-overload]
         quota = admission.quota
         if quota is not None and (entry_q := self._quotas.get(quota.name)) is not None and entry_q[1] > now:
             self._quotas[quota.name] = (entry_q[0] + delta, entry_q[1])

@@ -53,10 +53,50 @@ def default_threads() -> int:
     return max(1, min((os.cpu_count() or 2) // 2, 8))
 
 
+def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            return any(line.startswith("flags") and " amx_tile" in line for line in f)
+    except OSError:
+        return False
+
+
+def extra_buffers_allowed() -> bool:
+    """Whether llama.cpp may put weights in its "extra" CPU buffer types (repacked layouts, AMX).
+
+    Not on a CPU that advertises Intel AMX: in virtual machines that do not grant the AMX tile
+    state (seen on a Firecracker VM of a Xeon), ggml's AMX matrix multiply dies with a
+    general-protection fault on ``ldtilecfg`` at the first token. The plain AVX-512 / AVX2
+    kernels serve the same model. ``CLAUDESTORE_LLAMA_EXTRA_BUFFERS=1`` allows them anyway (bare
+    metal with AMX), ``=0`` forbids them everywhere."""
+    forced = os.environ.get("CLAUDESTORE_LLAMA_EXTRA_BUFFERS")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return not cpu_has_amx()
+
+
+def _without_extra_buffers(llama_cpp: Any) -> None:
+    """Make ``llama_model_default_params`` (which ``Llama()`` starts from) turn extra buffers off."""
+    default = llama_cpp.llama_model_default_params
+    if getattr(default, "_claudestore", False):
+        return
+
+    def params() -> Any:
+        p = default()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = False
+        return p
+
+    params._claudestore = True  # type: ignore[attr-defined]
+    llama_cpp.llama_model_default_params = params
+
+
 def load_model(config: UpstreamConfig) -> LocalModel:
     """Load the GGUF (blocking: the worker thread calls this) and pick its prompt format."""
     from llama_cpp import Llama, llama_cpp
 
+    if not extra_buffers_allowed():
+        _without_extra_buffers(llama_cpp)
     path = os.path.expanduser(config.model_path) if config.model_path else bundled_model_path()
     threads = config.threads or default_threads()
     llm = Llama(

@@ -170,9 +170,11 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
                 f"{creq.untranslatable[0]} Model {creq.model!r} is served by one in another format."
             )
         max_tokens = creq.max_tokens if creq.max_tokens is not None else route.model.max_tokens_default
-        ticket = await gw.accounting.admit(policy, route.public_model, len(raw), max_tokens)
+        ticket = gw.accounting.admit_now(policy, route.public_model, len(raw), max_tokens)
+        if ticket is None:  # the price table or a limiter elsewhere has to be awaited
+            ticket = await gw.accounting.admit(policy, route.public_model, len(raw), max_tokens)
         if ticket.lease is not None:
-            rate_limit_headers(ticket.lease, headers)
+            rate_limit_headers(ticket.lease, headers, client.name)
         exchange = _Exchange(gw, req, send, client, creq, body, route, plan, out, headers)
         try:
             out.client_disconnected = await until_disconnect(req, exchange.run(), gw.tasks, gw.drained)
