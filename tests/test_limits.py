@@ -121,7 +121,9 @@ async def test_double_settle_is_a_noop(limiter: Limiter) -> None:
 async def test_quota(limiter: Limiter) -> None:
     end = time.time() + 3600
     quota = Quota("quota:7:1", limit=100, used_seed=50, period_end=end)
+    assert await limiter.quota_used(quota.name) is None  # not seeded yet: the loader sums the ledger
     first = await limiter.acquire(admission(tokens=30, quota=quota))  # 80 used
+    assert await limiter.quota_used(quota.name) == 80
     err = await refused(limiter, admission(tokens=30, quota=quota))
     assert isinstance(err, RateLimited) and err.code == "quota_exceeded"
     assert err.retry_after is not None and abs(err.retry_after - 3600) <= 2
@@ -130,6 +132,7 @@ async def test_quota(limiter: Limiter) -> None:
     await limiter.acquire(admission(tokens=30, quota=quota))  # 90 used
     await refused(limiter, admission(tokens=11, quota=quota))
     await limiter.acquire(admission(tokens=10, quota=quota))  # exactly the limit
+    assert await limiter.quota_used(quota.name) == 100
 
 
 async def test_balance_admits_exactly_what_it_covers_under_concurrency(limiter: Limiter) -> None:

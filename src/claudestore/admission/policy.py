@@ -3,7 +3,10 @@
 Read from the database (key → account → active subscription → plan) and cached per key
 for ``ttl`` seconds, so a request costs no database round trip; a change made by an
 operator (new plan, revoked account, new limits) takes effect within ``ttl``. The
-balance read here only seeds the limiter's live counter (see ``limits.base``).
+balance read here only seeds the limiter's live counter (see ``limits.base``), and so
+does the quota's use in the period, which is a sum over the period's ledger rows: it is
+read only while the limiter has no live counter for that quota (after a start, or in a
+new period), never on every reload, since that sum grows with every request.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -58,7 +62,14 @@ class Policy:
 OPERATOR = "operator"
 
 
-async def load_policy(db: Database, key_id: int) -> Policy:
+QuotaProbe = Callable[[str], Awaitable["int | None"]]
+
+
+async def _no_live_quota(name: str) -> int | None:
+    return None
+
+
+async def load_policy(db: Database, key_id: int, live_quota: QuotaProbe = _no_live_quota) -> Policy:
     now = datetime.now(UTC)
     async with db.session() as session:
         key = await session.get(ApiKey, key_id)
@@ -95,9 +106,12 @@ async def load_policy(db: Database, key_id: int) -> Policy:
         sub, plan = row
         quota = None
         if plan.quota_tokens is not None:
-            used = await tokens_since(session, account.id, sub.period_start)
+            name = f"quota:{account.id}:{int(sub.period_start.timestamp())}"
+            used = await live_quota(name)
+            if used is None:  # no live counter: seed it from the ledger
+                used = await tokens_since(session, account.id, sub.period_start)
             quota = Quota(
-                name=f"quota:{account.id}:{int(sub.period_start.timestamp())}",
+                name=name,
                 limit=plan.quota_tokens,
                 used_seed=int(used or 0),
                 period_end=sub.period_end.timestamp(),
@@ -120,8 +134,15 @@ async def load_policy(db: Database, key_id: int) -> Policy:
 class PolicyCache:
     """Per-key policies with bounded staleness; concurrent misses for one key share one load."""
 
-    def __init__(self, db: Database, ttl: float = 5.0, max_entries: int = 100_000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        ttl: float = 5.0,
+        max_entries: int = 100_000,
+        live_quota: QuotaProbe = _no_live_quota,
+    ) -> None:
         self._db = db
+        self._live_quota = live_quota
         self._ttl = ttl
         self._max = max_entries
         self._entries: dict[int, tuple[float, Policy]] = {}
@@ -137,7 +158,7 @@ class PolicyCache:
         future: asyncio.Future[Policy] = asyncio.get_running_loop().create_future()
         self._loading[key_id] = future
         try:
-            policy = await load_policy(self._db, key_id)
+            policy = await load_policy(self._db, key_id, self._live_quota)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved

@@ -42,7 +42,7 @@ ONE = Decimal(1)
 _EXACT = Context(prec=60)
 _WILDCARDS = frozenset("*?[")
 _LOOKUP_CACHE_MAX = 4096  # model names come from clients: keep the memo bounded
-_SCALED_CACHE_MAX = 1024  # multipliers (one per plan) in their integer form
+_SCALED_CACHE_MAX = 4096  # multipliers (one object per cached policy) in their integer form
 
 
 def scaled(value: Decimal) -> tuple[int, int] | None:
@@ -55,17 +55,19 @@ def scaled(value: Decimal) -> tuple[int, int] | None:
     return int(value.scaleb(places, _EXACT)), places
 
 
-_MULTIPLIERS: dict[Decimal, tuple[int, int] | None] = {}
+# By identity: a Decimal's hash is computed anew on every call, and a plan's multiplier is one
+# object per cached policy. The entry keeps its Decimal alive, so an id is never reused under it.
+_MULTIPLIERS: dict[int, tuple[Decimal, tuple[int, int] | None]] = {}
 
 
 def _scaled_multiplier(multiplier: Decimal) -> tuple[int, int] | None:
-    try:
-        return _MULTIPLIERS[multiplier]
-    except KeyError:
-        pass
+    entry = _MULTIPLIERS.get(id(multiplier))
+    if entry is not None and entry[0] is multiplier:
+        return entry[1]
     found = scaled(Decimal(multiplier))
-    if len(_MULTIPLIERS) < _SCALED_CACHE_MAX:
-        _MULTIPLIERS[multiplier] = found
+    if len(_MULTIPLIERS) >= _SCALED_CACHE_MAX:
+        _MULTIPLIERS.clear()
+    _MULTIPLIERS[id(multiplier)] = (multiplier, found)
     return found
 
 

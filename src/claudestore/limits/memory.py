@@ -244,9 +244,11 @@ class MemoryLimiter:
         states: list[_ScopeState] = []
         for scope in admission.scopes:
             state = self._state(scope.name)
-            state.prune(cut, now)
+            at = state.at
+            if (state.head < len(at) and at[state.head] <= cut) or (state.inflight and now >= state.expiry):
+                state.prune(cut, now)  # something left the window or a lease may have expired
             states.append(state)
-            n = state.count()
+            n = len(at) - state.head
             if scope.rpm is not None and n >= scope.rpm:
                 wait = state.at[state.head + n - scope.rpm] + window - now if scope.rpm > 0 else window
                 raise refusal(RPM, admission, scope, scope.rpm, wait, n, window=window, now=now)
@@ -272,6 +274,7 @@ class MemoryLimiter:
 
         # Every check passed: charge everything (still no await since the first check).
         lease_id = f"{self._tag}{next(self._ids)}"
+        deadline = now + self.lease_ttl
         entries: list[tuple[int, _ScopeState]] = []
         holds: list[_ScopeState] = []
         requests: Window | None = None  # the tightest of each kind (the first one on a tie)
@@ -279,10 +282,14 @@ class MemoryLimiter:
         for scope, state in zip(admission.scopes, states, strict=True):
             rpm, tpm = scope.rpm, scope.tpm
             if rpm is not None or tpm is not None:
-                entries.append((state.add(now, tokens), state))
-                reset = state.at[state.head] + window
+                at = state.at  # state.add(now, tokens), inlined
+                at.append(now)
+                state.tokens.append(tokens)
+                state.total += tokens
+                entries.append((state.base + len(at) - 1, state))
+                reset = at[state.head] + window
                 if rpm is not None:
-                    left = rpm - (len(state.at) - state.head)
+                    left = rpm - (len(at) - state.head)
                     if requests is None or left < requests.remaining:
                         requests = Window(rpm, left, reset)
                 if tpm is not None:
@@ -290,7 +297,7 @@ class MemoryLimiter:
                     if token_window is None or left < token_window.remaining:
                         token_window = Window(tpm, left, reset)
             if scope.concurrency is not None:
-                state.hold(lease_id, now + self.lease_ttl)
+                state.hold(lease_id, deadline)
                 holds.append(state)
         if quota is not None:
             self._quotas[quota.name] = (used + tokens, quota.period_end + QUOTA_GRACE)
@@ -340,6 +347,10 @@ class MemoryLimiter:
 
     async def balance(self, account_id: int) -> int | None:
         return self._balances.get(account_id)
+
+    async def quota_used(self, name: str) -> int | None:
+        entry = self._quotas.get(name)
+        return entry[0] if entry is not None and entry[1] > time.time() else None
 
     async def close(self) -> None:
         return None

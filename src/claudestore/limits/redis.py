@@ -287,6 +287,10 @@ class RedisLimiter:
         value = await self._redis.get(f"{self.prefix}bal:{account_id}")
         return None if value is None else int(value)
 
+    async def quota_used(self, name: str) -> int | None:
+        value = await self._redis.get(f"{self.prefix}{name}")
+        return None if value is None else int(value)
+
     async def ping(self) -> None:
         """Raise when Redis cannot be reached (readiness probe)."""
         await self._redis.ping()

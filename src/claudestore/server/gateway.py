@@ -88,7 +88,7 @@ class Gateway:
         credits.start()
         accounting = Accounting(
             limiter,
-            PolicyCache(db, ttl=config.accounting.policy_ttl),
+            PolicyCache(db, ttl=config.accounting.policy_ttl, live_quota=limiter.quota_used),
             LivePrices(db, ttl=config.accounting.policy_ttl),
             ledger,
         )
