@@ -274,6 +274,19 @@ def test_gc_young_threshold_is_raised_never_lowered() -> None:
         gc.set_threshold(*saved)
 
 
+def test_the_startup_heap_is_frozen_out_of_full_collections() -> None:
+    marker = [object()]  # alive before the freeze: left out of every later collection
+    try:
+        gateway_module.freeze_startup_heap()
+        assert gc.get_freeze_count() > 0
+        assert all(o is not marker for o in gc.get_objects(generation=2))
+        later = [object()]
+        gc.collect()
+        assert any(o is later for o in gc.get_objects(generation=2))  # new objects are scanned
+    finally:
+        gc.unfreeze()
+
+
 def test_model_check_memo_keeps_refusing() -> None:
     policy = Policy(1, 2, plan_models=("claude-*",), key_models=("claude-sonnet-*", "claude-test"))
     for _ in range(2):

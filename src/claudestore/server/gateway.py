@@ -44,6 +44,15 @@ def tune_gc() -> None:
         gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+def freeze_startup_heap() -> None:
+    """Move every object alive after start-up (modules, config, caches: ~10^5 objects) out of
+    the collector's reach with ``gc.freeze()``: they live as long as the process, yet each full
+    collection scanned them all, a pause of ~30 ms that hit a request every few seconds in the
+    first minutes under load (bench: one-connection p99.9 27-32 ms before, steady after)."""
+    gc.collect()
+    gc.freeze()
+
+
 @dataclass
 class Gateway:
     config: Config
@@ -95,6 +104,7 @@ class Gateway:
         gw = cls(config, db, auth, session, providers, Router(config, providers), accounting, credits)
         gw.listeners.append(gw.metrics.observe)
         gw.listeners.append(log_outcome)
+        freeze_startup_heap()
         return gw
 
     def begin_drain(self, seconds: float | None = None) -> None:
