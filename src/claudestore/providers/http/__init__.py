@@ -6,7 +6,8 @@ a slow client do not fill memory), reuse connections, TLS, gzip/deflate, a conne
 and a bound on open connections. aiohttp does all of that and much more, and spent about
 155 µs of CPU per request doing it (bench/RESULTS.md, session 2), a third of the gateway's
 whole cost; this client does only that, on httptools' parser (llhttp, the parser of Node.js
-and of uvicorn's server side), in a few µs.
+and of uvicorn's server side). Measured A/B (bench/cpu_per_request.py, one request at a
+time): the gateway's CPU per pass-through request fell from ~570 to ~360 µs.
 
 What it does not do, on purpose: redirects, cookies, proxies from the environment, HTTP/2,
 ``Expect: 100-continue``, request bodies that are streamed. Errors are
