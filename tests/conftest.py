@@ -15,6 +15,9 @@ from tests.support.upstream_log import UpstreamLog
 
 pytest_plugins = ["tests.support.databases", "tests.support.sse"]
 
+# Helpers with asserts, imported by the test modules: rewritten like the tests' own asserts.
+pytest.register_assert_rewrite("tests.support.accounts", "tests.support.e2e_http", "tests.support.routing")
+
 if TYPE_CHECKING:
     import anthropic
     import openai

@@ -85,6 +85,19 @@ def reply(raw: bytes, *, close: bool = False) -> Handler:
     return handler
 
 
+def reply_in_two(first: bytes, rest: bytes, *, after: asyncio.Event) -> Handler:
+    """Writes ``first``, then ``rest`` once ``after`` is set: a server that stalls mid-response."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> None:
+        writer.write(first)
+        await writer.drain()
+        await after.wait()
+        writer.write(rest)
+        await writer.drain()
+
+    return handler
+
+
 def ok(body: bytes, *extra: str) -> bytes:
     head = "".join(f"{h}\r\n" for h in extra)
     return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n%scontent-length: %d\r\n\r\n%s" % (
@@ -156,15 +169,8 @@ async def test_connection_close_is_not_reused(client: HTTPClient) -> None:
 
 async def test_chunked_body_arrives_piece_by_piece(client: HTTPClient) -> None:
     go = asyncio.Event()
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
-        await writer.drain()
-        await go.wait()
-        writer.write(b"6\r\n world\r\n0\r\n\r\n")
-        await writer.drain()
-
-    async with Server(handler) as server:
+    head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    async with Server(reply_in_two(head, b"6\r\n world\r\n0\r\n\r\n", after=go)) as server:
         resp = await client.post(server.origin, HEAD, b"{}", 5.0)
         assert await resp.readany() == b"hello"
         assert not resp.complete
@@ -177,7 +183,9 @@ async def test_chunked_body_arrives_piece_by_piece(client: HTTPClient) -> None:
 
 
 async def test_body_until_close(client: HTTPClient) -> None:
-    async with Server(reply(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it", close=True)) as server:
+    async with Server(
+        reply(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it", close=True)
+    ) as server:
         assert await post(client, server) == b"all of it"
         await asyncio.sleep(0.01)
         assert client.open_connections == 0
@@ -191,7 +199,9 @@ async def test_body_until_close(client: HTTPClient) -> None:
         ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, as some servers send
     ],
 )
-async def test_compressed_bodies(client: HTTPClient, encoding: str, compress: Callable[[bytes], bytes]) -> None:
+async def test_compressed_bodies(
+    client: HTTPClient, encoding: str, compress: Callable[[bytes], bytes]
+) -> None:
     payload = b'{"text": "' + b"abc" * 5000 + b'"}'
     async with Server(reply(ok(compress(payload), f"content-encoding: {encoding}"))) as server:
         assert await post(client, server) == payload
@@ -280,15 +290,8 @@ async def test_connect_timeout_covers_the_tls_handshake(client: HTTPClient) -> N
 
 async def test_read_deadline_leaves_the_response_readable(client: HTTPClient) -> None:
     go = asyncio.Event()
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n")
-        await writer.drain()
-        await go.wait()
-        writer.write(b"late")
-        await writer.drain()
-
-    async with Server(handler) as server:
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n"
+    async with Server(reply_in_two(head, b"late", after=go)) as server:
         resp = await client.post(server.origin, HEAD, b"{}", 5.0)
         loop = asyncio.get_running_loop()
         with pytest.raises(TimeoutError):
@@ -402,8 +405,24 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
         check=True,
         capture_output=True,
     )

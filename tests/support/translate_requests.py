@@ -1,4 +1,4 @@
-"""Shared request fixtures for the translation tests: a rich Anthropic body and builders."""
+"""Shared request fixtures for the translation tests: rich Anthropic and OpenAI bodies, and builders."""
 
 from __future__ import annotations
 
@@ -112,6 +112,91 @@ RICH_ANTHROPIC: dict[str, Any] = {
     "container": "container_01",
     "speed": "fast",
     "some_future_field": {"anything": [1, 2]},
+}
+
+
+RICH_OPENAI: dict[str, Any] = {
+    "model": "gpt-4.1",
+    "messages": [
+        {"role": "system", "content": "You are terse.\n\nCite sources."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is in these?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+                {
+                    "type": "file",
+                    "file": {"file_data": "data:application/pdf;base64,JVBERi0x", "filename": "r.pdf"},
+                },
+                {"type": "file", "file": {"file_id": "file-abc"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": "Checking.",
+            "reasoning_content": "Need the weather.",
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                },
+                {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "noon"},
+        {"role": "user", "content": "And tomorrow?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_3",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Paris","day":1}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_3", "content": "20C"},
+    ],
+    "max_tokens": 512,
+    "stop": ["###", "END"],
+    "temperature": 1.4,
+    "top_p": 0.9,
+    "top_k": 20,
+    "seed": 11,
+    "user": "user-42",
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                "strict": True,
+            },
+        },
+        {
+            "type": "function",
+            "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
+        },
+    ],
+    "tool_choice": "required",
+    "parallel_tool_calls": False,
+    "response_format": {
+        "type": "json_schema",
+        "json_schema": {"name": "out", "schema": {"type": "object"}, "strict": True},
+    },
+    "reasoning_effort": "medium",
+    "stream": True,
+    "stream_options": {"include_usage": True},
+    "logprobs": True,
+    "frequency_penalty": 0.5,
+    "metadata": {"k": "v"},
+    "prompt_cache_key": "pck",
+    "some_future_field": [1],
 }
 
 
