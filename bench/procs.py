@@ -384,13 +384,18 @@ def drop_postgres_database(server_url: str, name: str) -> None:
 
 
 def flush_redis(url: str) -> None:
-    import redis
+    import asyncio
 
-    client = redis.Redis.from_url(url, socket_connect_timeout=3)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
+    from claudestore.limits.resp import RespClient  # the gateway's own client: no redis-py needed
+
+    async def flush() -> None:
+        client = RespClient(url, timeout=3.0)
+        try:
+            await client.call("FLUSHDB")
+        finally:
+            await client.close()
+
+    asyncio.run(flush())
 
 
 def gateway_env() -> dict[str, str]:

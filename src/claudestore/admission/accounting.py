@@ -6,7 +6,8 @@ quota and worst-case cost. ``Accounting.settle`` runs exactly once when the requ
 over, in every outcome: it prices the upstream-reported usage, settles the lease with the
 real figures and hands one row to the ledger writer (which never blocks). When nothing in
 it has to wait (prices in memory, the in-process limiter), ``Accounting.settle_now`` does
-the same without a coroutine, so the request path needs no task to shield it.
+the same without a coroutine, so the request path needs no task to shield it; on Redis
+it sends the settlement without awaiting the reply.
 """
 
 from __future__ import annotations
@@ -105,11 +106,12 @@ class Accounting:
         if lease is not None:
             settle_lease = getattr(self.limiter, "settle_now", None)
             if settle_lease is None:
-                return False  # a limiter elsewhere (Redis): settle() awaits it
+                return False  # a limiter that has to be awaited: settle() does
         cost = self._cost(table, ticket, out)
         if settle_lease is not None:
             try:
-                settle_lease(lease, _tokens(out), cost)
+                if not settle_lease(lease, _tokens(out), cost):
+                    return False  # nothing was done: settle() awaits the limiter
             except Exception:
                 log.exception(SETTLE_FAILED, out.request_id)
         self._record(ticket, out, cost)

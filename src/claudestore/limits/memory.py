@@ -310,10 +310,11 @@ class MemoryLimiter:
     async def settle(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> None:
         self.settle_now(lease, actual_tokens, actual_cost_nanos)
 
-    def settle_now(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> None:
-        """:meth:`settle`, which never needs to wait in process, without a coroutine."""
+    def settle_now(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> bool:
+        """:meth:`settle`, which never needs to wait in process, without a coroutine (always True:
+        settled, as the Redis backend's ``settle_now`` answers when it could send)."""
         if lease.settled:
-            return
+            return True
         lease.settled = True
         admission, now = lease.admission, time.time()
         delta = actual_tokens - admission.tokens
@@ -332,6 +333,7 @@ class MemoryLimiter:
         account = admission.account_id
         if admission.balance_seed is not None and account is not None and account in self._balances:
             self._balances[account] += admission.cost_nanos - actual_cost_nanos
+        return True
 
     async def credit(self, account_id: int, nanos: int, credit_id: int) -> None:
         applied, floor = self._credits.get(account_id, (set(), None))

@@ -1,6 +1,6 @@
 """The Redis limiter: every gateway process enforces the same limits through Lua scripts.
 
-One ``EVALSHA`` per call: ``acquire`` checks and charges every scope, the quota and the
+One ``EVALSHA`` per call, pipelined on one connection (``limits.resp``): ``acquire`` checks and charges every scope, the quota and the
 balance atomically (all-or-nothing), ``settle`` and ``credit`` are one script each. Time
 is the Redis server's (``TIME``, in microseconds), so processes on hosts whose clocks
 disagree still share one window.
@@ -24,15 +24,17 @@ hash slot: Redis Cluster is not supported.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from itertools import count
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import NoScriptError
-
 from claudestore.limits.base import Admission, Lease, Window
 from claudestore.limits.memory import CREDIT_IDS_KEPT, QUOTA_GRACE, refusal
+from claudestore.limits.resp import NoScriptError, RespClient
+
+log = logging.getLogger("claudestore.limits")
 
 # KEYS: log, sum, inf per scope, then the quota counter and the balance counter.
 # ARGV: lease id, tokens, window µs, lease ttl µs, scope count, (rpm, tpm, concurrency) per
@@ -190,30 +192,27 @@ class RedisLimiter:
         prefix: str = "cs:",
         window: float = 60.0,
         lease_ttl: float = 900.0,
-        max_connections: int = 64,
         timeout: float = 5.0,
     ) -> None:
         self.prefix = prefix
         self.window = window
         self.lease_ttl = lease_ttl
-        self._pool = BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=timeout, socket_timeout=timeout
-        )
-        self._redis = Redis(connection_pool=self._pool)
+        self._client = RespClient(url, timeout=timeout)
         self._shas: dict[str, str] = {}
         self._ids = count()
         self._tag = secrets.token_hex(4)
+        self._reloads: set[asyncio.Task[None]] = set()
 
     async def _run(self, name: str, keys: list[str], args: list[str]) -> Any:
         """EVALSHA the script, loading it first (and again after a NOSCRIPT, e.g. a restart)."""
         sha = self._shas.get(name)
         if sha is not None:
             try:
-                return await self._redis.evalsha(sha, len(keys), *keys, *args)  # type: ignore[misc]
+                return await self._client.call("EVALSHA", sha, len(keys), *keys, *args)
             except NoScriptError:
                 pass
-        sha = self._shas[name] = await self._redis.script_load(_SCRIPTS[name])
-        return await self._redis.evalsha(sha, len(keys), *keys, *args)  # type: ignore[misc]
+        sha = self._shas[name] = (await self._client.call("SCRIPT", "LOAD", _SCRIPTS[name])).decode()
+        return await self._client.call("EVALSHA", sha, len(keys), *keys, *args)
 
     def _keys(self, admission: Admission) -> list[str]:
         p = self.prefix
@@ -258,12 +257,9 @@ class RedisLimiter:
             extra={"id": lease_id},
         )
 
-    async def settle(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> None:
-        if lease.settled:
-            return
-        lease.settled = True
+    def _settle_args(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> list[str]:
         admission = lease.admission
-        args = [
+        return [
             str(lease.extra["id"]),
             str(admission.tokens),
             str(actual_tokens),
@@ -272,11 +268,48 @@ class RedisLimiter:
             "1" if admission.quota is not None else "",
             str(admission.cost_nanos - actual_cost_nanos) if admission.balance_seed is not None else "",
         ]
+
+    async def settle(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> None:
+        if lease.settled:
+            return
+        lease.settled = True
+        args = self._settle_args(lease, actual_tokens, actual_cost_nanos)
         try:
-            await self._run("settle", self._keys(admission), args)
+            await self._run("settle", self._keys(lease.admission), args)
         except Exception:
             lease.settled = False  # most likely not applied (e.g. no connection): the caller may retry
             raise
+
+    def settle_now(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> bool:
+        """:meth:`settle` without awaiting its reply: the script is sent on the open connection
+        and a failure is logged when the reply comes. False: not connected or the script not
+        loaded yet, nothing was sent (await :meth:`settle`)."""
+        if lease.settled:
+            return True
+        sha = self._shas.get("settle")
+        if sha is None:
+            return False
+        keys = self._keys(lease.admission)
+        args = self._settle_args(lease, actual_tokens, actual_cost_nanos)
+        command = ("EVALSHA", sha, len(keys), *keys, *args)
+        if not self._client.send(command, lambda reply: self._settled(reply, keys, args)):
+            return False
+        lease.settled = True
+        return True
+
+    def _settled(self, reply: Any, keys: list[str], args: list[str]) -> None:
+        if isinstance(reply, NoScriptError):  # the server lost its scripts: load and run it again
+            task = asyncio.get_running_loop().create_task(self._resettle(keys, args))
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+        elif isinstance(reply, Exception):
+            log.error("settling a limiter lease failed (%s: %s)", reply.__class__.__name__, reply)
+
+    async def _resettle(self, keys: list[str], args: list[str]) -> None:
+        try:
+            await self._run("settle", keys, args)
+        except Exception as exc:
+            log.error("settling a limiter lease failed (%s: %s)", exc.__class__.__name__, exc)
 
     async def credit(self, account_id: int, nanos: int, credit_id: int) -> None:
         p = self.prefix
@@ -284,17 +317,20 @@ class RedisLimiter:
         await self._run("credit", keys, [str(nanos), str(credit_id), str(CREDIT_IDS_KEPT)])
 
     async def balance(self, account_id: int) -> int | None:
-        value = await self._redis.get(f"{self.prefix}bal:{account_id}")
+        value = await self._client.call("GET", f"{self.prefix}bal:{account_id}")
         return None if value is None else int(value)
 
     async def quota_used(self, name: str) -> int | None:
-        value = await self._redis.get(f"{self.prefix}{name}")
+        value = await self._client.call("GET", f"{self.prefix}{name}")
         return None if value is None else int(value)
 
     async def ping(self) -> None:
         """Raise when Redis cannot be reached (readiness probe)."""
-        await self._redis.ping()
+        await self._client.call("PING")
 
     async def close(self) -> None:
-        await self._redis.aclose()
-        await self._pool.disconnect()
+        """Close after the replies of every settlement sent (up to a few seconds)."""
+        if self._reloads:
+            await asyncio.wait(set(self._reloads), timeout=self._client.timeout)
+        await self._client.drain(self._client.timeout)
+        await self._client.close()
