@@ -138,6 +138,24 @@ async def test_send_hands_the_reply_to_its_callback_and_drain_waits_for_it(url: 
         await client.call("DEL", key)
 
 
+async def test_a_lazy_command_goes_with_the_next_one_or_on_its_own_within_moments(url: str) -> None:
+    key = f"cs-test-resp-{secrets.token_hex(4)}"
+    got: list[Any] = []
+    async with client_on(url) as client:
+        await client.call("PING")
+        assert client.send(("SET", key, "1", "EX", 60), got.append, lazy=True)
+        assert got == []
+        assert await client.call("INCR", key) == 2  # written after the lazy SET, in one write
+        assert got == [b"OK"]
+        assert client.send(("INCR", key), got.append, lazy=True)  # alone: written by the timer
+        for _ in range(100):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert got == [b"OK", 3]
+        await client.call("DEL", key)
+
+
 async def test_an_unreachable_server_fails_fast_with_a_clear_error() -> None:
     async with client_on("redis://127.0.0.1:1/0", timeout=2.0) as client:
         with pytest.raises(RespConnectionError, match="cannot connect to Redis"):

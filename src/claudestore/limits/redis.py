@@ -282,7 +282,8 @@ class RedisLimiter:
 
     def settle_now(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> bool:
         """:meth:`settle` without awaiting its reply: the script is sent on the open connection
-        and a failure is logged when the reply comes. False: not connected or the script not
+        (with the next command, within 2 ms: the slot it frees is free that much later) and a
+        failure is logged when the reply comes. False: not connected or the script not
         loaded yet, nothing was sent (await :meth:`settle`)."""
         if lease.settled:
             return True
@@ -292,7 +293,7 @@ class RedisLimiter:
         keys = self._keys(lease.admission)
         args = self._settle_args(lease, actual_tokens, actual_cost_nanos)
         command = ("EVALSHA", sha, len(keys), *keys, *args)
-        if not self._client.send(command, lambda reply: self._settled(reply, keys, args)):
+        if not self._client.send(command, lambda reply: self._settled(reply, keys, args), lazy=True):
             return False
         lease.settled = True
         return True

@@ -10,7 +10,8 @@ arrive, parsed by hiredis. Measured on the 2-core bench machine, 64 concurrent c
 * :meth:`RespClient.call` sends a command and awaits its reply; an error reply raises
   :class:`ReplyError` (``NoScriptError`` for ``NOSCRIPT``).
 * :meth:`RespClient.send` sends a command without awaiting (when connected): its reply
-  goes to a callback. The settlement of a finished request needs nothing back.
+  goes to a callback. The settlement of a finished request needs nothing back, and is sent
+  ``lazy``: with the next admission's write (or within 2 ms), not in a write of its own.
 * The connection is opened on first use (``AUTH`` and ``SELECT`` from the URL first) and
   again after it is lost. A command whose reply has not come within ``timeout`` seconds
   fails with :class:`TimeoutError` and closes the connection (its replies can no longer
@@ -36,6 +37,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import hiredis
 
 log = logging.getLogger("claudestore.limits")
+
+LAZY_WRITE = 0.002  # seconds a command sent with lazy=True may wait for company (one write for all)
 
 Arg = str | bytes | int
 ReplyCallback = Callable[[Any], None]  # gets the reply, or the exception that replaced it
@@ -107,6 +110,8 @@ class _Connection(asyncio.Protocol):
         self._out: list[bytes] = []
         self._transport: asyncio.Transport | None = None
         self._watchdog: asyncio.TimerHandle | None = None
+        self._flush_at: asyncio.Handle | None = None  # the scheduled write of ``_out``
+        self._flush_soon = False  # ... in this pass of the loop (not only after LAZY_WRITE)
         self.closed = False
         self.error: Exception | None = None
 
@@ -147,19 +152,28 @@ class _Connection(asyncio.Protocol):
 
     # -- commands --------------------------------------------------------------------------
 
-    def queue(self, command: bytes, target: asyncio.Future[Any] | ReplyCallback | None) -> None:
-        if self._out:
-            self._out.append(command)
-        elif not self._waiting and self._transport is not None:
+    def queue(
+        self, command: bytes, target: asyncio.Future[Any] | ReplyCallback | None, lazy: bool = False
+    ) -> None:
+        out = self._out
+        if not out and not lazy and not self._waiting and self._transport is not None:
             self._transport.write(command)  # nothing in flight: no one to share a write with
-        else:  # written with whatever else is queued in this pass of the loop
-            self._out.append(command)
-            self._loop.call_soon(self._flush)
+        else:
+            out.append(command)
+            if lazy:  # goes with the next command that is not, or within LAZY_WRITE seconds
+                if self._flush_at is None:
+                    self._flush_at = self._loop.call_at(self._loop.time() + LAZY_WRITE, self._flush)
+            elif not self._flush_soon:  # written with whatever else is queued in this pass of the loop
+                self._flush_soon = True
+                if self._flush_at is not None:
+                    self._flush_at.cancel()
+                self._flush_at = self._loop.call_soon(self._flush)
         self._waiting.append((target, self._loop.time()))
         if self._watchdog is None:
             self._watchdog = self._loop.call_at(self._loop.time() + self._timeout, self._check_deadline)
 
     def _flush(self) -> None:
+        self._flush_at, self._flush_soon = None, False
         out, self._out = self._out, []
         if out and self._transport is not None and not self.closed:
             self._transport.write(b"".join(out))
@@ -179,9 +193,10 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             return
         self.closed, self.error = True, exc
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        for handle in (self._watchdog, self._flush_at):
+            if handle is not None:
+                handle.cancel()
+        self._watchdog = self._flush_at = None
         if self._transport is not None:
             self._transport.abort()
         waiting, self._waiting = self._waiting, deque()
@@ -281,13 +296,15 @@ class RespClient:
             conn = await self._connection()
         return await _call(conn, args)
 
-    def send(self, args: tuple[Arg, ...], callback: ReplyCallback | None = None) -> bool:
+    def send(self, args: tuple[Arg, ...], callback: ReplyCallback | None = None, lazy: bool = False) -> bool:
         """Send one command without awaiting its reply (handed to ``callback``, an exception
-        included). False: not connected, nothing was sent (await :meth:`call`)."""
+        included). False: not connected, nothing was sent (await :meth:`call`). ``lazy``: the
+        command may wait up to :data:`LAZY_WRITE` seconds to be written with the next one (one
+        write, one wake-up of Redis, for both)."""
         conn = self._conn
         if conn is None or conn.closed:
             return False
-        conn.queue(encode(args), callback)
+        conn.queue(encode(args), callback, lazy)
         return True
 
     async def drain(self, within: float) -> None:
