@@ -51,42 +51,25 @@ class Accounting:
         the limiter in process); None: nothing was done (await :meth:`admit`). Raises the
         refusal as :meth:`admit` does."""
         policy.check_model(model)
-        if not policy.scopes and policy.quota is None and policy.balance_seed is None:
+        if _unlimited(policy):
             return Ticket(policy, None)  # an operator key without limits
         acquire_now = getattr(self.limiter, "acquire_now", None)
         if acquire_now is None:
             return None  # a limiter elsewhere (Redis)
-        cost = 0
-        input_estimate = estimate_input_tokens(body_bytes)
+        table = None
         if policy.balance_seed is not None:
             current = getattr(self.prices, "current", None)
             table = current() if current is not None else None
             if table is None:
                 return None  # to be loaded: admit() awaits it
-            cost = table.reserve_nanos(model, input_estimate, max_tokens, policy.multiplier)
-        return Ticket(policy, acquire_now(self._admission(policy, input_estimate + max_tokens, cost)))
-
-    @staticmethod
-    def _admission(policy: Policy, tokens: int, cost: int) -> Admission:
-        return Admission(
-            scopes=policy.scopes,
-            tokens=tokens,
-            account_id=policy.account_id,
-            cost_nanos=cost,
-            balance_seed=policy.balance_seed,
-            quota=policy.quota,
-        )
+        return Ticket(policy, acquire_now(_admission(policy, model, body_bytes, max_tokens, table)))
 
     async def admit(self, policy: Policy, model: str, body_bytes: int, max_tokens: int) -> Ticket:
         policy.check_model(model)
-        if not policy.scopes and policy.quota is None and policy.balance_seed is None:
+        if _unlimited(policy):
             return Ticket(policy, None)  # an operator key without limits
-        input_estimate = estimate_input_tokens(body_bytes)
-        cost = 0
-        if policy.balance_seed is not None:
-            table = await self.prices.get()
-            cost = table.reserve_nanos(model, input_estimate, max_tokens, policy.multiplier)
-        admission = self._admission(policy, input_estimate + max_tokens, cost)
+        table = await self.prices.get() if policy.balance_seed is not None else None
+        admission = _admission(policy, model, body_bytes, max_tokens, table)
         return Ticket(policy, await self.limiter.acquire(admission))
 
     def settle_now(self, ticket: Ticket | None, out: Outcome) -> bool:
@@ -154,6 +137,29 @@ class Accounting:
 
 PRICING_FAILED = "pricing request %s failed; its ledger row is recorded unpriced"
 SETTLE_FAILED = "settling the limiter lease of request %s failed"
+
+
+def _unlimited(policy: Policy) -> bool:
+    return not policy.scopes and policy.quota is None and policy.balance_seed is None
+
+
+def _admission(
+    policy: Policy, model: str, body_bytes: int, max_tokens: int, table: PriceTable | None
+) -> Admission:
+    """What to reserve: estimated input + ``max_tokens``, and their worst-case cost when the
+    balance is enforced (``table`` is then the price table)."""
+    input_estimate = estimate_input_tokens(body_bytes)
+    cost = 0
+    if table is not None:
+        cost = table.reserve_nanos(model, input_estimate, max_tokens, policy.multiplier)
+    return Admission(
+        scopes=policy.scopes,
+        tokens=input_estimate + max_tokens,
+        account_id=policy.account_id,
+        cost_nanos=cost,
+        balance_seed=policy.balance_seed,
+        quota=policy.quota,
+    )
 
 
 def _priced(out: Outcome) -> bool:
