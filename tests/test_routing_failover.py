@@ -292,15 +292,24 @@ async def test_admin_upstreams_needs_the_admin_key(http: httpx.AsyncClient, rgw:
 async def test_metrics(http: httpx.AsyncClient, rgw: Gateway, claude: anthropic.AsyncAnthropic) -> None:
     async with claude.messages.stream(model="plain", max_tokens=50, messages=hello()) as stream:
         await stream.get_final_message()
-    resp = await http.get("/metrics")
-    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain; version=0.0.4")
-    text = resp.text
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
     ok = 'claudestore_requests_total{endpoint="anthropic",model="plain",upstream="ok-a",status="200"}'
+    values: dict[str, float] = {}
+    # The stream's last event reaches the client just before the gateway counts the request
+    # finished: wait (briefly) for the count rather than race it.
+    for _ in range(50):
+        resp = await http.get("/metrics")
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith(
+            "text/plain; version=0.0.4"
+        )
+        text = resp.text
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        if ok in values:
+            break
+        await asyncio.sleep(0.02)
     assert values[ok] >= 1
     assert values['claudestore_tokens_total{model="plain",upstream="ok-a",type="output"}'] >= 8
     assert values['claudestore_fallbacks_total{model="with-fallback",fallback="fb-target"}'] == 1
