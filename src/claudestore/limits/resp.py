@@ -113,7 +113,6 @@ class _Connection(asyncio.Protocol):
         self._flush_at: asyncio.Handle | None = None  # the scheduled write of ``_out``
         self._flush_soon = False  # ... in this pass of the loop (not only after LAZY_WRITE)
         self.closed = False
-        self.error: Exception | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -192,7 +191,7 @@ class _Connection(asyncio.Protocol):
         """Close the connection; everything in flight fails with ``exc`` (the first one)."""
         if self.closed:
             return
-        self.closed, self.error = True, exc
+        self.closed = True
         for handle in (self._watchdog, self._flush_at):
             if handle is not None:
                 handle.cancel()
