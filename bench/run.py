@@ -23,6 +23,7 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -332,17 +333,22 @@ class Bench:
         base: str,
         reqs: dict[str, sc.HttpRequest],
         accounted: dict[str, Server],
-        rounds: int = 2,
+        rounds: int = 4,
     ) -> dict[str, Any]:
-        """Saturation runs of several requests alternated (A B A B ...), so that a change in the
-        machine's background load hits them alike; mean req/s and CPU s / 1k of each."""
+        """Saturation runs of two requests alternated A B, B A, A B, B A (half the usual duration
+        each), so that a drift in the machine's background load hits both alike; per round the
+        second's throughput cost against the first (1 - its req/s / the first's) and the cost its
+        CPU per request implies (1 - the first's CPU / its CPU); the figures are the medians over
+        the rounds, with their range, and the means of req/s and CPU s / 1k."""
         a = self.args
-        runs: dict[str, list[dict[str, float]]] = {who: [] for who in reqs}
+        duration = a.duration if rounds == 1 else a.duration / 2
+        names = list(reqs)
+        runs: dict[str, list[dict[str, float]]] = {who: [] for who in names}
         for i in range(rounds):
-            for who, req in reqs.items():
+            for who in names if i % 2 == 0 else names[::-1]:
                 self.log(f"{label}: {who} key, saturation {i + 1}/{rounds}, {a.connections} connections")
                 before = accounted["gateway"].cpu()
-                sat = self.closed(base, req, a.connections, a.duration)
+                sat = self.closed(base, reqs[who], a.connections, duration)
                 cpu = accounted["gateway"].cpu() - before
                 runs[who].append(
                     {
@@ -353,10 +359,16 @@ class Bench:
                     }
                 )
                 self.settle(accounted)
-        out: dict[str, Any] = {"rounds": runs}
+        out: dict[str, Any] = {"rounds": runs, "duration_s": duration}
         for who, rs in runs.items():
             out[who] = {k: sum(r[k] for r in rs) / len(rs) for k in ("rps", "cpu_s_per_1k")}
             out[who]["errors"] = sum(r["errors"] for r in rs)
+        if len(names) == 2:
+            first, second = (runs[n] for n in names)
+            pairs = [(x, y) for x, y in zip(first, second, strict=True) if x["rps"] and y["cpu_s_per_1k"]]
+        if len(names) == 2 and pairs:
+            out["cost"] = _spread([1 - y["rps"] / x["rps"] for x, y in pairs])
+            out["cpu_cost"] = _spread([1 - x["cpu_s_per_1k"] / y["cpu_s_per_1k"] for x, y in pairs])
         return out
 
     def long_stream(
@@ -401,6 +413,11 @@ class Bench:
 
 
 # -- the run -----------------------------------------------------------------------------------
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    """Median, lowest and highest of per-round figures."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -518,7 +535,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     label, gateway.url, customer, both, fixed_rate=False, ttft=False, saturation=False
                 )
                 reqs = {"operator": s.gateway_request(gateway.key), "customer": customer}
-                res["paired"] = bench.paired(label, gateway.url, reqs, both, rounds=1 if args.smoke else 2)
+                res["paired"] = bench.paired(label, gateway.url, reqs, both, rounds=1 if args.smoke else 4)
                 res["errors"] += res["paired"]["customer"]["errors"]
                 results["accounting"]["targets"][s.key] = res
 

@@ -55,8 +55,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "| RSS per worker at idle |",
         "| gateway with 10 of 10 streams open",
         "## Keys + limits + metering on",
-        "| throughput cost of limits + pricing (customer key vs operator key, sqlite) |",
-        "| scenario | operator key req/s | customer key req/s | throughput cost |",
+        "| throughput cost of limits + pricing (customer key vs operator key, sqlite; median of alternated rounds) |",
+        "| scenario | operator key req/s | customer key req/s | throughput cost | CPU-implied cost |",
     ):
         assert expected in text, f"missing {expected!r} in:\n{text}"
 
@@ -75,6 +75,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert customer["errors"] == 0
     assert customer["paired"]["customer"]["rps"] > 0
     assert customer["paired"]["operator"]["rps"] > 0
+    assert customer["paired"]["cost"]["median"] < 1  # one round in a smoke run: any figure below 100%
+    assert customer["paired"]["cpu_cost"]["min"] <= customer["paired"]["cpu_cost"]["max"]
     assert customer["probe"]["ratelimit_headers"], "the customer key went through the limiter"
 
 
