@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from claudestore.admission.accounting import Accounting, LivePrices, Ticket
+from claudestore.admission.accounting import MAX_TOKENS, Accounting, LivePrices, Ticket
 from claudestore.admission.headers import _rfc3339
 from claudestore.admission.policy import Policy, PolicyCache
 from claudestore.billing.ledger import LedgerWriter
 from claudestore.billing.pricing import Price, PriceCache, PriceTable
-from claudestore.core.errors import PermissionDenied
+from claudestore.core.errors import PermissionDenied, RateLimited
 from claudestore.core.response import Usage
 from claudestore.limits.base import Admission, Lease, Scope
 from claudestore.limits.memory import MemoryLimiter
@@ -227,6 +227,29 @@ async def test_settle_now_without_a_key_or_usage() -> None:
     unused.usage = Usage()
     assert acct.settle_now(None, unused) is True  # nothing to price: no table needed
     assert acct.ledger.pending == 1 and unused.cost_nanos == 0
+
+
+async def test_absurd_token_counts_are_capped_for_the_limiter() -> None:
+    """A max_tokens near 2**64 (the JSON parser takes integers up to that) and an upstream
+    reporting as much usage: the limiter holds a capped count (its log is 64-bit), so a plan with
+    an rpm limit only admits and settles the request instead of failing it, and a tpm limit
+    refuses it as too large."""
+    acct = accounting(fresh_prices())
+    rpm_only = Policy(3, 7, scopes=(Scope("acct:7", 100, None, 10),))
+    ticket = acct.admit_now(rpm_only, "claude-test", 3000, 2**64 - 1)
+    assert ticket is not None and ticket.lease is not None
+    assert ticket.lease.admission.tokens == MAX_TOKENS
+    out = outcome()
+    out.usage = Usage(input_tokens=2**63, output_tokens=2**63)
+    assert acct.settle_now(ticket, out) is True
+    assert ticket.lease.settled and acct.ledger.pending == 1
+    limiter = acct.limiter
+    assert isinstance(limiter, MemoryLimiter)
+    assert limiter._scopes["acct:7"].total == MAX_TOKENS  # the actual use, capped
+    assert acct.admit_now(rpm_only, "claude-test", 3000, 10) is not None  # the concurrency slot was freed
+    with pytest.raises(RateLimited) as refused:
+        acct.admit_now(Policy(3, 8, scopes=(Scope("acct:8", None, 10**9),)), "claude-test", 3000, 2**64 - 1)
+    assert refused.value.code == "request_too_large_for_tpm"
 
 
 async def test_memory_limiter_settle_now_is_settle() -> None:

@@ -39,6 +39,12 @@ class Accounting:
         self.policies = policies
         self.prices = prices
         self.ledger = ledger
+        # What can be done without awaiting, looked up once: the in-process limiter's
+        # acquire_now / settle_now (Redis: no acquire_now; a settle_now that sends without
+        # awaiting) and the price table in memory (LivePrices.current).
+        self._acquire_now = getattr(limiter, "acquire_now", None)
+        self._settle_lease_now = getattr(limiter, "settle_now", None)
+        self._current_prices = getattr(prices, "current", None)
 
     async def policy(self, key: KeyInfo) -> Policy:
         policy = await self.policies.get(key.id)
@@ -53,12 +59,12 @@ class Accounting:
         policy.check_model(model)
         if _unlimited(policy):
             return Ticket(policy, None)  # an operator key without limits
-        acquire_now = getattr(self.limiter, "acquire_now", None)
+        acquire_now = self._acquire_now
         if acquire_now is None:
             return None  # a limiter elsewhere (Redis)
         table = None
         if policy.balance_seed is not None:
-            current = getattr(self.prices, "current", None)
+            current = self._current_prices
             table = current() if current is not None else None
             if table is None:
                 return None  # to be loaded: admit() awaits it
@@ -80,14 +86,14 @@ class Accounting:
             return True  # not authenticated: nothing to bill, no one to bill
         table = None
         if _priced(out):
-            current = getattr(self.prices, "current", None)
+            current = self._current_prices
             table = current() if current is not None else None
             if table is None:
                 return False  # to be loaded: settle() awaits it
         lease = ticket.lease if ticket is not None else None
         settle_lease = None
         if lease is not None:
-            settle_lease = getattr(self.limiter, "settle_now", None)
+            settle_lease = self._settle_lease_now
             if settle_lease is None:
                 return False  # a limiter that has to be awaited: settle() does
         cost = self._cost(table, ticket, out)
@@ -135,6 +141,12 @@ class Accounting:
         self.ledger.record(LedgerRow.from_outcome(out, account_id=account_id, cost_nanos=cost))
 
 
+# Token counts the limiters hold are capped here: far above any limit (a reservation this large
+# is refused by any tpm or quota), and within what both backends count exactly (64-bit integers
+# in process, doubles in Redis's Lua), whatever max_tokens a client sends or usage an upstream
+# reports.
+MAX_TOKENS = 2**53 - 1
+
 PRICING_FAILED = "pricing request %s failed; its ledger row is recorded unpriced"
 SETTLE_FAILED = "settling the limiter lease of request %s failed"
 
@@ -149,12 +161,13 @@ def _admission(
     """What to reserve: estimated input + ``max_tokens``, and their worst-case cost when the
     balance is enforced (``table`` is then the price table)."""
     input_estimate = estimate_input_tokens(body_bytes)
+    tokens = min(input_estimate + max_tokens, MAX_TOKENS)
     cost = 0
     if table is not None:
         cost = table.reserve_nanos(model, input_estimate, max_tokens, policy.multiplier)
     return Admission(
         scopes=policy.scopes,
-        tokens=input_estimate + max_tokens,
+        tokens=tokens,
         account_id=policy.account_id,
         cost_nanos=cost,
         balance_seed=policy.balance_seed,
@@ -169,7 +182,7 @@ def _priced(out: Outcome) -> bool:
 
 def _tokens(out: Outcome) -> int:
     u = out.usage
-    return u.input_tokens + u.output_tokens + u.cache_write_tokens + u.cache_read_tokens
+    return min(u.input_tokens + u.output_tokens + u.cache_write_tokens + u.cache_read_tokens, MAX_TOKENS)
 
 
 class LivePrices(PriceCache):

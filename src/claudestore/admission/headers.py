@@ -13,7 +13,7 @@ import math
 import time
 from datetime import UTC, datetime
 
-from claudestore.limits.base import Lease, Window
+from claudestore.limits.base import Lease
 
 _RESET_TEXT: dict[int, str] = {}  # whole second -> RFC 3339 text (reset times are near "now")
 
@@ -53,20 +53,18 @@ _NAMES = {
 }
 
 
-def _window(headers: dict[str, str], style: str, kind: str, window: Window, now: float) -> None:
-    limit, remaining, reset = _NAMES[style, kind]
-    headers[limit] = str(window.limit)
-    headers[remaining] = str(window.remaining) if window.remaining > 0 else "0"
-    if style == "anthropic":
-        headers[reset] = _rfc3339(window.reset_at)
-    else:
-        headers[reset] = duration(max(0.0, window.reset_at - now))
-
-
 def rate_limit_headers(lease: Lease, headers: dict[str, str], style: str) -> None:
     """Add the headers of ``lease``'s windows to ``headers`` in ``style`` ("anthropic" or "openai")."""
-    now = time.time()
-    if lease.requests is not None:
-        _window(headers, style, "requests", lease.requests, now)
-    if lease.tokens is not None:
-        _window(headers, style, "tokens", lease.tokens, now)
+    anthropic = style == "anthropic"
+    now = 0.0 if anthropic else time.time()
+    reset_at, reset = -1.0, ""  # the two windows of one scope share their reset time: format it once
+    for kind, window in (("requests", lease.requests), ("tokens", lease.tokens)):
+        if window is None:
+            continue
+        limit, remaining, reset_name = _NAMES[style, kind]
+        headers[limit] = str(window.limit)
+        headers[remaining] = str(window.remaining) if window.remaining > 0 else "0"
+        if window.reset_at != reset_at:
+            reset_at = window.reset_at
+            reset = _rfc3339(reset_at) if anthropic else duration(max(0.0, reset_at - now))
+        headers[reset_name] = reset
