@@ -124,7 +124,8 @@ class _ScopeState:
     when expired entries are dropped from the front."""
 
     at: array[float] = field(default_factory=lambda: array("d"))  # admission times
-    tokens: array[int] = field(default_factory=lambda: array("q"))  # their tokens (the actual use once settled)
+    # their tokens (the actual use once settled)
+    tokens: array[int] = field(default_factory=lambda: array("q"))
     head: int = 0  # index of the oldest entry still in the window
     base: int = 0  # sequence number of index 0
     total: int = 0  # tokens of the entries in the window
