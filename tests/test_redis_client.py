@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+import claudestore.limits.redis as redis_module
 from claudestore.core.errors import RateLimited
 from claudestore.limits.base import Admission, Scope
 from claudestore.limits.redis import RedisLimiter
 from claudestore.limits.resp import (
     NoScriptError,
+    Prepared,
     ReplyError,
     RespClient,
     RespConnectionError,
@@ -51,6 +53,13 @@ def test_encode_is_an_array_of_bulk_strings() -> None:
         encode(("SET", b"k\r\n", 12, "é"))
         == b"*4\r\n$3\r\nSET\r\n$3\r\nk\r\n\r\n$2\r\n12\r\n$2\r\n\xc3\xa9\r\n"
     )
+
+
+def test_a_prepared_head_plus_the_arguments_is_the_whole_command() -> None:
+    head = Prepared.of("EVALSHA", "ab" * 20, 2, "cs:log:key:1", "cs:sum:key:1")
+    args = ("lease-1", 1024, "", -5, b"raw")
+    assert head.command(args) == encode(("EVALSHA", "ab" * 20, 2, "cs:log:key:1", "cs:sum:key:1", *args))
+    assert head.command(()) == encode(("EVALSHA", "ab" * 20, 2, "cs:log:key:1", "cs:sum:key:1"))
 
 
 def test_urls() -> None:
@@ -312,5 +321,35 @@ async def test_settle_now_sends_the_settlement_and_frees_the_slot(url: str) -> N
         with pytest.raises(RateLimited, match="Concurrency limit of 1"):
             await limiter.acquire(admission)
     finally:
+        await limiter.close()
+        await delete_prefix(url, prefix)
+
+
+async def test_admissions_count_under_their_own_keys_whatever_the_cached_shapes(url: str) -> None:
+    """The limiter keeps each policy's keys encoded (by the identity of its scopes tuple): a
+    policy reloaded with new limits, another policy's scopes, and a cache emptied when full all
+    count each admission under the keys of its own scopes."""
+    prefix = f"cs-test-{secrets.token_hex(6)}:"
+    limiter = RedisLimiter(url, prefix=prefix)
+    r = aioredis.Redis.from_url(url)
+    try:
+        for round_ in range(3):
+            for n in (1, 2):  # two policies, made anew each round (as a policy reload does)
+                admission = Admission(scopes=(Scope(f"key:{n}", rpm=2, concurrency=5),), tokens=10)
+                if round_ < 2:
+                    await limiter.acquire(admission)
+                else:
+                    with pytest.raises(RateLimited, match="Rate limit of 2 requests"):
+                        await limiter.acquire(admission)  # two admissions each: full
+            if round_ == 0:
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setattr(redis_module, "SHAPES_KEPT", 1)
+                    limiter._shape(Admission(scopes=(Scope("key:3", rpm=9),), tokens=1))  # clears the cache
+                assert len(limiter._shapes) == 1
+        for n in (1, 2):
+            assert await r.zcard(f"{prefix}log:key:{n}") == 2
+        assert not await r.exists(f"{prefix}log:key:3")
+    finally:
+        await r.aclose()
         await limiter.close()
         await delete_prefix(url, prefix)

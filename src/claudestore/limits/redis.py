@@ -27,12 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
 
-from claudestore.limits.base import Admission, Lease, Window
+from claudestore.limits.base import Admission, Lease, Scope, Window
 from claudestore.limits.memory import CREDIT_IDS_KEPT, QUOTA_GRACE, refusal
-from claudestore.limits.resp import NoScriptError, RespClient
+from claudestore.limits.resp import Arg, NoScriptError, Prepared, RespClient
 
 log = logging.getLogger("claudestore.limits")
 
@@ -184,6 +185,26 @@ def _opt(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
+SHAPES_KEPT = 4096  # admission shapes (one per policy, in effect) whose keys are kept encoded
+
+
+@dataclass(slots=True, eq=False)
+class _Shape:
+    """The Redis keys of one policy's admissions, and the EVALSHA commands' leading arguments
+    (sha, key count, keys) encoded once per script and sha: the part of a call that does not
+    change from one request to the next."""
+
+    scopes: tuple[Scope, ...]  # the policy's own tuple: held, so its id names this shape only
+    keys: list[str]
+    heads: dict[str, tuple[str, Prepared]] = field(default_factory=dict)  # script -> (sha, head)
+
+    def head(self, name: str, sha: str) -> Prepared:
+        entry = self.heads.get(name)
+        if entry is None or entry[0] != sha:
+            entry = self.heads[name] = (sha, Prepared.of("EVALSHA", sha, len(self.keys), *self.keys))
+        return entry[1]
+
+
 class RedisLimiter:
     def __init__(
         self,
@@ -202,8 +223,11 @@ class RedisLimiter:
         self._ids = count()
         self._tag = secrets.token_hex(4)
         self._reloads: set[asyncio.Task[None]] = set()
+        self._shapes: dict[tuple[int, str | None, int | None], _Shape] = {}
+        self._window_us = round(window * 1e6)
+        self._lease_ttl_us = round(lease_ttl * 1e6)
 
-    async def _run(self, name: str, keys: list[str], args: list[str]) -> Any:
+    async def _run(self, name: str, keys: list[str], args: list[Arg]) -> Any:
         """EVALSHA the script, loading it first (and again after a NOSCRIPT, e.g. a restart)."""
         sha = self._shas.get(name)
         if sha is not None:
@@ -213,6 +237,30 @@ class RedisLimiter:
                 pass
         sha = self._shas[name] = (await self._client.call("SCRIPT", "LOAD", _SCRIPTS[name])).decode()
         return await self._client.call("EVALSHA", sha, len(keys), *keys, *args)
+
+    async def _eval(self, name: str, shape: _Shape, args: list[Arg]) -> Any:
+        """:meth:`_run` with the shape's encoded head (the usual case: the script is loaded)."""
+        sha = self._shas.get(name)
+        if sha is not None:
+            try:
+                return await self._client.call_encoded(shape.head(name, sha).command(args))
+            except NoScriptError:
+                pass
+        return await self._run(name, shape.keys, args)
+
+    def _shape(self, admission: Admission) -> _Shape:
+        quota = admission.quota
+        key = (
+            id(admission.scopes),
+            quota.name if quota is not None else None,
+            admission.account_id if admission.balance_seed is not None else None,
+        )
+        shape = self._shapes.get(key)
+        if shape is None or shape.scopes is not admission.scopes:
+            if len(self._shapes) >= SHAPES_KEPT:
+                self._shapes.clear()
+            shape = self._shapes[key] = _Shape(admission.scopes, self._keys(admission))
+        return shape
 
     def _keys(self, admission: Admission) -> list[str]:
         p = self.prefix
@@ -226,23 +274,23 @@ class RedisLimiter:
             raise ValueError("an admission with a balance_seed needs an account_id")
         lease_id = f"{self._tag}{next(self._ids)}"
         quota = admission.quota
-        args = [
+        args: list[Arg] = [
             lease_id,
-            str(admission.tokens),
-            str(round(self.window * 1e6)),
-            str(round(self.lease_ttl * 1e6)),
-            str(len(admission.scopes)),
+            admission.tokens,
+            self._window_us,
+            self._lease_ttl_us,
+            len(admission.scopes),
         ]
         for s in admission.scopes:
             args += [_opt(s.rpm), _opt(s.tpm), _opt(s.concurrency)]
         args += [
             _opt(quota.limit) if quota is not None else "",
-            str(quota.used_seed) if quota is not None else "0",
-            str(round((quota.period_end + QUOTA_GRACE) * 1000)) if quota is not None else "0",
-            str(admission.cost_nanos),
+            quota.used_seed if quota is not None else 0,
+            round((quota.period_end + QUOTA_GRACE) * 1000) if quota is not None else 0,
+            admission.cost_nanos,
             _opt(admission.balance_seed),
         ]
-        reply = [int(x) for x in await self._run("acquire", self._keys(admission), args)]
+        reply = [int(x) for x in await self._eval("acquire", self._shape(admission), args)]
         if reply[0] == 0:
             _, kind, index, limit, wait, current, now = reply
             scope = admission.scopes[index - 1] if index > 0 else None
@@ -257,16 +305,16 @@ class RedisLimiter:
             extra={"id": lease_id},
         )
 
-    def _settle_args(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> list[str]:
+    def _settle_args(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> list[Arg]:
         admission = lease.admission
         return [
             str(lease.extra["id"]),
-            str(admission.tokens),
-            str(actual_tokens),
-            str(len(admission.scopes)),
-            str(actual_tokens - admission.tokens),
+            admission.tokens,
+            actual_tokens,
+            len(admission.scopes),
+            actual_tokens - admission.tokens,
             "1" if admission.quota is not None else "",
-            str(admission.cost_nanos - actual_cost_nanos) if admission.balance_seed is not None else "",
+            admission.cost_nanos - actual_cost_nanos if admission.balance_seed is not None else "",
         ]
 
     async def settle(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> None:
@@ -275,7 +323,7 @@ class RedisLimiter:
         lease.settled = True
         args = self._settle_args(lease, actual_tokens, actual_cost_nanos)
         try:
-            await self._run("settle", self._keys(lease.admission), args)
+            await self._eval("settle", self._shape(lease.admission), args)
         except Exception:
             lease.settled = False  # most likely not applied (e.g. no connection): the caller may retry
             raise
@@ -290,15 +338,15 @@ class RedisLimiter:
         sha = self._shas.get("settle")
         if sha is None:
             return False
-        keys = self._keys(lease.admission)
-        args = self._settle_args(lease, actual_tokens, actual_cost_nanos)
-        command = ("EVALSHA", sha, len(keys), *keys, *args)
+        shape = self._shape(lease.admission)
+        keys, args = shape.keys, self._settle_args(lease, actual_tokens, actual_cost_nanos)
+        command = shape.head("settle", sha).command(args)
         if not self._client.send(command, lambda reply: self._settled(reply, keys, args), lazy=True):
             return False
         lease.settled = True
         return True
 
-    def _settled(self, reply: Any, keys: list[str], args: list[str]) -> None:
+    def _settled(self, reply: Any, keys: list[str], args: list[Arg]) -> None:
         if isinstance(reply, NoScriptError):  # the server lost its scripts: load and run it again
             task = asyncio.get_running_loop().create_task(self._resettle(keys, args))
             self._reloads.add(task)
@@ -306,7 +354,7 @@ class RedisLimiter:
         elif isinstance(reply, Exception):
             log.error("settling a limiter lease failed (%s: %s)", reply.__class__.__name__, reply)
 
-    async def _resettle(self, keys: list[str], args: list[str]) -> None:
+    async def _resettle(self, keys: list[str], args: list[Arg]) -> None:
         try:
             await self._run("settle", keys, args)
         except Exception as exc:

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -60,13 +60,39 @@ def _reply_error(message: str) -> ReplyError:
     return NoScriptError(message) if message.startswith("NOSCRIPT") else ReplyError(message)
 
 
-def encode(args: tuple[Arg, ...]) -> bytes:
+def encode(args: Sequence[Arg]) -> bytes:
     """One command as a RESP array of bulk strings."""
-    out = [b"*%d\r\n" % len(args)]
+    return b"*%d\r\n%b" % (len(args), bulk(args))
+
+
+def bulk(args: Sequence[Arg]) -> bytes:
+    """Arguments as RESP bulk strings, one after the other (no array header)."""
+    out = []
     for a in args:
-        b = a.encode() if isinstance(a, str) else (b"%d" % a if isinstance(a, int) else a)
-        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        if isinstance(a, bytes):
+            b = a
+        elif isinstance(a, str):
+            b = a.encode()
+        else:
+            b = b"%d" % a
+        out.append(b"$%d\r\n%b\r\n" % (len(b), b))
     return b"".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """The leading arguments of a command sent again and again (``EVALSHA``, a script's sha
+    and its keys) encoded once; :meth:`command` adds the arguments of one call."""
+
+    head: bytes
+    count: int
+
+    @classmethod
+    def of(cls, *args: Arg) -> Prepared:
+        return cls(bulk(args), len(args))
+
+    def command(self, args: Sequence[Arg]) -> bytes:
+        return b"*%d\r\n%b%b" % (self.count + len(args), self.head, bulk(args))
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,15 +321,26 @@ class RespClient:
             conn = await self._connection()
         return await _call(conn, args)
 
-    def send(self, args: tuple[Arg, ...], callback: ReplyCallback | None = None, lazy: bool = False) -> bool:
-        """Send one command without awaiting its reply (handed to ``callback``, an exception
-        included). False: not connected, nothing was sent (await :meth:`call`). ``lazy``: the
-        command may wait up to :data:`LAZY_WRITE` seconds to be written with the next one (one
-        write, one wake-up of Redis, for both)."""
+    async def call_encoded(self, command: bytes) -> Any:
+        """:meth:`call` for a command already encoded (:meth:`Prepared.command`)."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = await self._connection()
+        fut: asyncio.Future[Any] = conn._loop.create_future()
+        conn.queue(command, fut)
+        return await fut
+
+    def send(
+        self, command: tuple[Arg, ...] | bytes, callback: ReplyCallback | None = None, lazy: bool = False
+    ) -> bool:
+        """Send one command (its arguments, or encoded already) without awaiting its reply
+        (handed to ``callback``, an exception included). False: not connected, nothing was sent
+        (await :meth:`call`). ``lazy``: the command may wait up to :data:`LAZY_WRITE` seconds to
+        be written with the next one (one write, one wake-up of Redis, for both)."""
         conn = self._conn
         if conn is None or conn.closed:
             return False
-        conn.queue(encode(args), callback, lazy)
+        conn.queue(command if isinstance(command, bytes) else encode(command), callback, lazy)
         return True
 
     async def drain(self, within: float) -> None:
