@@ -6,10 +6,12 @@
     .venv/bin/python bench/cpu_per_request.py --callgrind --json 300 --stream 200       # instructions
     .venv/bin/python bench/cpu_per_request.py --profile            # also a py-spy profile per measurement
     .venv/bin/python bench/cpu_per_request.py --pythonpath /tmp/before/src   # the gateway of another tree
+    .venv/bin/python bench/cpu_per_request.py --accounting postgres-redis  # on PostgreSQL + Redis
 
 Wall-clock latency on a shared 2-CPU machine moves with whatever else runs; the CPU time the
 gateway process spends per request much less. This starts the fake upstream and one gateway
-worker (``claudestore serve --workers 1``, SQLite) as bench/run.py does, makes an operator key
+worker (``claudestore serve --workers 1``; SQLite, or with ``--accounting postgres-redis``
+PostgreSQL and Redis) as bench/run.py does, makes an operator key
 and a customer key (an account on a plan with every limit set, credit and prices, as
 ``run.py --accounting sqlite``), and for each scenario and key sends requests **one at a
 time** (one keep-alive connection, a minimal blocking HTTP/1.1 client in this process), or
@@ -411,6 +413,15 @@ def main() -> int:
     p.add_argument(
         "--callgrind", action="store_true", help="gateway under callgrind: instructions per request"
     )
+    p.add_argument(
+        "--accounting",
+        choices=("sqlite", "postgres-redis"),
+        default="sqlite",
+        help="the gateway on SQLite with in-process limits (default), or on PostgreSQL and Redis "
+        "as bench/run.py --accounting postgres-redis (a fresh database, created and dropped)",
+    )
+    p.add_argument("--postgres-url", default=sc.BENCH_POSTGRES_URL)
+    p.add_argument("--redis-url", default=sc.BENCH_REDIS_URL, help="FLUSHED at start (default db 13)")
     p.add_argument("--pin", choices=("auto", "none"), default="auto")
     p.add_argument("--workdir", type=Path)
     p.add_argument("--json-out", type=Path, help="write every figure here as JSON")
@@ -425,11 +436,18 @@ def main() -> int:
         os.sched_setaffinity(0, layout.loadgen)
     procs.raise_fd_limit()
 
+    database_url, pg_name = f"sqlite+aiosqlite:///{workdir / 'bench.db'}", None
+    if args.accounting == "postgres-redis":
+        database_url, pg_name = procs.create_postgres_database(args.postgres_url)
+        procs.flush_redis(args.redis_url)
     fake = procs.start_fake_upstream(workdir, layout.upstream)
     gateway = None
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": []}
     try:
-        config = sc.gateway_config(fake.url, f"sqlite+aiosqlite:///{workdir / 'bench.db'}")
+        config = sc.merge(
+            sc.gateway_config(fake.url, database_url),
+            sc.accounting_overrides(args.accounting, database_url=database_url, redis_url=args.redis_url),
+        )
         if args.callgrind:
             # ~30x slower under callgrind: a 1 s flush interval keeps ledger batches about the size
             # they have at full speed every 50 ms, so the per-flush work is shared as it is then.
@@ -539,6 +557,8 @@ def main() -> int:
         if gateway is not None:
             gateway.stop()
         fake.stop()
+        if pg_name:
+            procs.drop_postgres_database(args.postgres_url, pg_name)
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=2))
     return 0
