@@ -44,7 +44,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import random
 import shlex
 import sqlite3
@@ -52,8 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +62,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from soak_mix import SCENARIOS, UPSTREAM_IDLE_S, Sample, Stats  # noqa: E402
+from soak_report import HEAD, report, table_rows  # noqa: E402
 from tests.support.servers import (  # noqa: E402  (the repository root is on sys.path only now)
     ADMIN_KEY,
     CLI,
@@ -78,56 +78,7 @@ from tests.support.servers import (  # noqa: E402  (the repository root is on sy
 
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 MODELS = ("claude-test", "claude-via-openai")  # Anthropic-format and OpenAI-format upstreams
-UPSTREAM_IDLE_S = 2.0  # the upstreams' idle timeout, so that a stalled stream ends quickly
 BAD_KEY_EVERY_S = 10.0  # wrong keys stay below the failed-authentication throttle (20 a minute)
-
-# -- scenarios ---------------------------------------------------------------------------------
-#
-# Outcomes: ok (2xx, complete), stream_error (2xx stream ended by an error event), http_4xx,
-# http_5xx, disconnect (the client left mid-stream on purpose), incomplete (a stream that ended
-# with neither its terminator nor an error event), bad_envelope (an error body not in the
-# caller's shape), transport (a client-side connection error or timeout).
-
-SCENARIOS: dict[str, tuple[float, frozenset[str]]] = {  # name: (weight, allowed outcomes)
-    "ok": (62, frozenset({"ok"})),
-    "disconnect": (8, frozenset({"disconnect"})),
-    "status_429": (3, frozenset({"http_4xx"})),
-    "status_500": (3, frozenset({"http_5xx"})),
-    "status_529": (3, frozenset({"http_5xx"})),
-    "cut": (5, frozenset({"stream_error"})),
-    "stall": (2, frozenset({"stream_error"})),
-    "error_after": (4, frozenset({"stream_error"})),
-    "invalid_json": (3, frozenset({"http_4xx"})),
-    "invalid_fields": (3, frozenset({"http_4xx"})),
-    "unknown_model": (3, frozenset({"http_4xx"})),
-    "bad_key": (1, frozenset({"http_4xx"})),
-}
-UPSTREAM_FAULTS = {"status_500", "status_529"}  # where a 5xx is the expected answer
-
-
-@dataclass
-class Stats:
-    by_outcome: Counter[str] = field(default_factory=Counter)
-    by_scenario: Counter[tuple[str, str]] = field(default_factory=Counter)
-    by_route: Counter[str] = field(default_factory=Counter)
-    unexpected: list[str] = field(default_factory=list)
-    sent: int = 0
-    metered: int = 0  # requests sent with the customer key: one ledger row each
-    uncertain: int = 0  # of those, ended by a client-side error: the gateway may not have seen them
-    skipped: int = 0  # not sent: too many in flight (the gateway fell behind the offered rate)
-    last_bad_key: float = 0.0
-
-
-@dataclass
-class Sample:
-    t: float  # seconds since the traffic started
-    rss_kb: int
-    fds: int
-    processes: int
-    rows: int
-    metered: int
-    outcomes: dict[str, int]
-
 
 # -- processes ---------------------------------------------------------------------------------
 
@@ -405,98 +356,6 @@ async def sampler(
         await asyncio.sleep(max(0.0, every - (time.monotonic() - start) % every))
 
 
-# -- report ------------------------------------------------------------------------------------
-
-
-def slope_per_min(points: list[tuple[float, float]]) -> float | None:
-    """Least-squares slope of (seconds, value) points, per minute."""
-    if len(points) < 3:
-        return None
-    xs, ys = [p[0] / 60 for p in points], [p[1] for p in points]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    var = sum((x - mx) ** 2 for x in xs)
-    if var == 0:
-        return None
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
-
-
-OUTCOMES = (
-    "ok",
-    "stream_error",
-    "http_4xx",
-    "http_5xx",
-    "disconnect",
-    "incomplete",
-    "bad_envelope",
-    "transport",
-)
-
-
-def table_rows(samples: list[Sample], table_every: float) -> list[list[str]]:
-    rows, last, prev = [], -1.0, None
-    for s in samples:
-        # A sample a little early (the sampler's own jitter) still closes its interval.
-        if prev is not None and s.t - last < table_every * 0.95 and s is not samples[-1]:
-            continue
-        before = prev.outcomes if prev else {}
-        done = {o: s.outcomes.get(o, 0) - before.get(o, 0) for o in OUTCOMES}
-        rows.append(
-            [
-                f"{int(s.t // 60)}:{int(s.t % 60):02d}",
-                str(sum(done.values())),
-                *(str(done[o]) for o in OUTCOMES),
-                f"{s.rss_kb / 1024:.1f}",
-                str(s.fds),
-                str(s.rows),
-                str(s.metered),
-            ]
-        )
-        last, prev = s.t, s
-    return rows
-
-
-HEAD = ["time", "done", *OUTCOMES, "RSS MB", "fds", "ledger rows", "metered sent"]
-
-
-def machine() -> str:
-    model = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    mem_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
-    return (
-        f"{os.cpu_count()} CPUs ({model}), {mem_kb / 1024 / 1024:.1f} GB RAM, Linux {platform.release()}, "
-        f"Python {platform.python_version()}; shared with other work (load average at start "
-        f"{os.getloadavg()[0]:.2f})"
-    )
-
-
-def git_commit() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
-
-
-def md_table(head: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---:" if i else "---" for i in range(len(head))) + "|",
-        *("| " + " | ".join(r) + " |" for r in rows),
-    ]
-
-
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -577,108 +436,6 @@ async def print_progress(samples: list[Sample], every: float) -> None:
             shown = samples[-1].t
             line = table_rows(samples, every)[-1]
             print("  " + " | ".join(line), flush=True)
-
-
-def report(
-    args: argparse.Namespace,
-    command: str,
-    seconds: float,
-    elapsed: float,
-    stats: Stats,
-    samples: list[Sample],
-    rows: int,
-    alive: bool,
-    workdir: Path,
-) -> int:
-    # Fitted over the samples after the warm-up, while the traffic ran (not the drained end).
-    after = [s for s in samples[:-1] if s.t >= args.warmup]
-    rss_slope = slope_per_min([(s.t, s.rss_kb) for s in after])
-    fd_slope = slope_per_min([(s.t, s.fds) for s in after])
-    judged = len(after) >= 3 and after[-1].t - after[0].t >= args.min_fit * 60
-    expected_low = stats.metered - stats.uncertain
-    ledger_ok = expected_low <= rows <= stats.metered
-    unexpected_5xx = sum(
-        n
-        for (scenario, outcome), n in stats.by_scenario.items()
-        if outcome == "http_5xx" and scenario not in UPSTREAM_FAULTS
-    )
-    checks = {
-        "no unexpected outcome": not stats.unexpected,
-        "no 5xx outside the upstream-fault scenarios": unexpected_5xx == 0,
-        "ledger rows = requests sent with the customer key": ledger_ok,
-        "gateway alive at the end": alive,
-        f"fd slope within +-{args.fd_slope_max:g} per minute"
-        + ("" if judged else f" (not judged: under {args.min_fit:g} min of samples after the warm-up)"): (
-            not judged or (fd_slope is not None and abs(fd_slope) <= args.fd_slope_max)
-        ),
-    }
-    passed = all(checks.values())
-    first, last = (samples[0], samples[-1]) if samples else (None, None)
-
-    def fmt(value: float | None, unit: str) -> str:
-        return "n/a (fewer than 3 samples after the warm-up)" if value is None else f"{value:+.1f} {unit}"
-
-    lines = [
-        "# ClaudeStore soak test",
-        "",
-        f"- **Command**: `{command}`",
-        f"- **Commit**: {git_commit()}",
-        f"- **Machine**: {machine()}",
-        f"- **Run**: {seconds / 60:.1f} min of traffic at {args.rps:g} requests/s offered "
-        f"({elapsed:.0f} s wall), gateway with {args.workers} worker(s) on SQLite, fake upstream "
-        f"with idle timeout {UPSTREAM_IDLE_S:g} s; samples every {args.sample_every:g} s, slopes after "
-        f"{args.warmup / 60:.1f} min of warm-up",
-        f"- **Verdict**: {'PASS' if passed else 'FAIL'}",
-        "",
-        "## Criteria",
-        "",
-        *(f"- [{'x' if ok else ' '}] {name}" for name, ok in checks.items()),
-        "",
-        "## Figures",
-        "",
-        f"- Requests: {stats.sent} sent ({stats.skipped} not sent: too many in flight), "
-        f"{stats.metered} with the customer key",
-        f"- Ledger: {rows} rows for {stats.metered} metered requests"
-        + (f" ({stats.uncertain} ended by a client-side error)" if stats.uncertain else ""),
-        f"- Gateway RSS (sum over {last.processes if last else '?'} process(es)): "
-        f"{first.rss_kb / 1024 if first else 0:.1f} MB at start, {last.rss_kb / 1024 if last else 0:.1f} MB at the end; "
-        f"slope {fmt(rss_slope, 'KB/min')}",
-        f"- Open file descriptors: {first.fds if first else 0} at start, {last.fds if last else 0} at the end; "
-        f"slope {fmt(fd_slope, 'per minute')}",
-        "",
-        "## Per interval",
-        "",
-        "Outcome columns count the requests that finished in the interval; RSS, fds and the ledger "
-        "are read at its end.",
-        "",
-        *md_table(HEAD, table_rows(samples, args.table_every)),
-        "",
-        "## By scenario",
-        "",
-        *md_table(
-            ["scenario", "weight", "allowed", *OUTCOMES],
-            [
-                [
-                    name,
-                    f"{weight:g}",
-                    ", ".join(sorted(allowed)),
-                    *(str(stats.by_scenario.get((name, o), 0)) for o in OUTCOMES),
-                ]
-                for name, (weight, allowed) in SCENARIOS.items()
-            ],
-        ),
-        "",
-        "Routes: " + ", ".join(f"{route} {n}" for route, n in sorted(stats.by_route.items())),
-        "",
-    ]
-    if stats.unexpected:
-        lines += ["## Unexpected outcomes (first 20)", "", *(f"- {u}" for u in stats.unexpected[:20]), ""]
-    (workdir / "samples.json").write_text(json.dumps([vars(s) for s in samples]))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
-    print("\n".join(lines[lines.index("## Criteria") : lines.index("## Per interval")]))
-    print(f"summary: {args.output}; logs: {workdir}")
-    return 0 if passed else 1
 
 
 if __name__ == "__main__":
