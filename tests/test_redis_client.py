@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,16 +16,17 @@ import redis.asyncio as aioredis
 
 import claudestore.limits.redis as redis_module
 from claudestore.core.errors import RateLimited
-from claudestore.limits.base import Admission, Scope
+from claudestore.limits.base import Admission, Quota, Scope
 from claudestore.limits.redis import RedisLimiter
 from claudestore.limits.resp import (
     NoScriptError,
-    Prepared,
     ReplyError,
     RespClient,
     RespConnectionError,
     Target,
+    command_head,
     encode,
+    tail,
 )
 from tests.support.redis import delete_prefix, redis_url, require_redis
 
@@ -55,11 +57,13 @@ def test_encode_is_an_array_of_bulk_strings() -> None:
     )
 
 
-def test_a_prepared_head_plus_the_arguments_is_the_whole_command() -> None:
-    head = Prepared.of("EVALSHA", "ab" * 20, 2, "cs:log:key:1", "cs:sum:key:1")
-    args = ("lease-1", 1024, "", -5, b"raw")
-    assert head.command(args) == encode(("EVALSHA", "ab" * 20, 2, "cs:log:key:1", "cs:sum:key:1", *args))
-    assert head.command(()) == encode(("EVALSHA", "ab" * 20, 2, "cs:log:key:1", "cs:sum:key:1"))
+def test_an_encoded_head_plus_the_tail_is_the_whole_command() -> None:
+    fixed = ("EVALSHA", "ab" * 20, 2, "cs:log:key:1", "cs:sum:key:1", 60_000_000, "", b"raw")
+    own = ("lease-1", "1024", "", "-5")
+    assert command_head(fixed, len(own)) + tail(own) == encode((*fixed, *own))
+    assert command_head(fixed, 0) + tail(()) == encode(fixed)
+    with pytest.raises(UnicodeEncodeError):
+        tail(("caf\u00e9",))  # never sent as a wrong length
 
 
 def test_urls() -> None:
@@ -349,6 +353,17 @@ async def test_admissions_count_under_their_own_keys_whatever_the_cached_shapes(
         for n in (1, 2):
             assert await r.zcard(f"{prefix}log:key:{n}") == 2
         assert not await r.exists(f"{prefix}log:key:3")
+        # The same scopes with another quota or balance seed (a reloaded policy): its own figures count.
+        scopes = (Scope("key:4", rpm=100),)
+        for limit in (100, 25):
+            quota = Quota("quota:4:1", limit=limit, used_seed=0, period_end=time.time() + 3600)
+            await limiter.acquire(Admission(scopes=scopes, tokens=10, quota=quota))
+        with pytest.raises(RateLimited, match="Token quota of 25 tokens"):
+            await limiter.acquire(Admission(scopes=scopes, tokens=10, quota=quota))
+        for seed in (10**9, 5):
+            admission = Admission(scopes, tokens=1, account_id=4, cost_nanos=3, balance_seed=seed)
+            await limiter.acquire(admission)  # the first seeds the counter: the second seed is not used
+        assert await limiter.balance(4) == 10**9 - 6
     finally:
         await r.aclose()
         await limiter.close()

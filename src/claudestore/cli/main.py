@@ -87,6 +87,7 @@ def serve(
         workers=workers,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
+        server_header=False,  # "server: uvicorn" tells a client nothing it needs (and names the stack)
         lifespan="on",
         log_level=log_level,
         access_log=False,

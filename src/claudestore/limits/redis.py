@@ -31,38 +31,42 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
 
-from claudestore.limits.base import Admission, Lease, Scope, Window
+from claudestore.limits.base import Admission, Lease, Quota, Scope, Window
 from claudestore.limits.memory import CREDIT_IDS_KEPT, QUOTA_GRACE, refusal
-from claudestore.limits.resp import Arg, NoScriptError, Prepared, RespClient
+from claudestore.limits.resp import Arg, NoScriptError, RespClient, command_head, tail
 
 log = logging.getLogger("claudestore.limits")
 
 # KEYS: log, sum, inf per scope, then the quota counter and the balance counter.
-# ARGV: lease id, tokens, window µs, lease ttl µs, scope count, (rpm, tpm, concurrency) per
-# scope ("" = none), quota limit ("" = none), quota seed, quota expiry (unix ms), cost, balance seed.
+# ARGV: first what is the same for every admission of one policy (sent pre-encoded): window µs,
+# lease ttl µs, scope count, (rpm, tpm, concurrency) per scope ("" = none), quota limit ("" =
+# none), quota seed, quota expiry (unix ms), balance seed ("" = balance not enforced); then the
+# admission's own: lease id, tokens, cost.
 # Returns {1, now, rpm limit, remaining, reset, tpm limit, remaining, reset} (limit -1 = none)
 # or {0, kind, scope index, limit, wait µs, current value, now}.
 ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tokens, window, ttl, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local b = 5 + 3 * n
-local qlimit, cost, bseed = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 4]), ARGV[b + 5] ~= ''
+local window, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local b = 3 + 3 * n
+local qlimit, qseed, qexpiry, bseed = tonumber(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+local lease, tokens_text, cost = ARGV[b + 5], ARGV[b + 6], tonumber(ARGV[b + 7])
+local tokens = tonumber(tokens_text)
 local qkey, bkey = KEYS[3 * n + 1], KEYS[3 * n + 2]
-local function lim(i, j) return tonumber(ARGV[5 + 3 * (i - 1) + j]) end
+local function lim(i, j) return tonumber(ARGV[3 + 3 * (i - 1) + j]) end
 local function toks(member) return tonumber(string.match(member, ':(%d+)$')) end
 for i = 1, n do
   local tpm = lim(i, 2)
   if tpm and tokens > tpm then return {0, 1, i, tpm, 0, 0, now} end
 end
 local bal = 0
-if bseed then
-  bal = tonumber(redis.call('GET', bkey) or ARGV[b + 5])
+if bseed ~= '' then
+  bal = tonumber(redis.call('GET', bkey) or bseed)
   if bal < cost then return {0, 2, 0, 0, 0, bal, now} end
 end
 local used = 0
 if qlimit then
-  used = tonumber(redis.call('GET', qkey) or ARGV[b + 2])
+  used = tonumber(redis.call('GET', qkey) or qseed)
   if used + tokens > qlimit then return {0, 3, 0, qlimit, 0, used, now} end
 end
 local cut = now - window
@@ -100,7 +104,7 @@ for i = 1, n do
     if busy >= conc then return {0, 6, i, conc, 1000000, busy, now} end
   end
 end
-local member = ARGV[1] .. ':' .. ARGV[2]
+local member = lease .. ':' .. tokens_text
 local log_ms, inf_ms = math.ceil(window / 1000) + 1000, math.ceil(ttl / 1000) + 1000
 local r, tk = {-1, 0, 0}, {-1, 0, 0}
 for i = 1, n do
@@ -108,7 +112,7 @@ for i = 1, n do
   local log, sum, inf = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   if rpm or tpm then
     redis.call('ZADD', log, now, member)
-    local s = redis.call('INCRBY', sum, ARGV[2])
+    local s = redis.call('INCRBY', sum, tokens_text)
     redis.call('PEXPIRE', log, log_ms)
     redis.call('PEXPIRE', sum, log_ms)
     local reset = tonumber(redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')[2]) + window
@@ -119,40 +123,40 @@ for i = 1, n do
     if tpm and (tk[1] < 0 or tpm - s < tk[2]) then tk = {tpm, tpm - s, reset} end
   end
   if conc then
-    redis.call('ZADD', inf, now + ttl, ARGV[1])
+    redis.call('ZADD', inf, now + ttl, lease)
     redis.call('PEXPIRE', inf, inf_ms)
   end
 end
 if qlimit then
-  redis.call('SET', qkey, ARGV[b + 2], 'NX')
-  redis.call('INCRBY', qkey, ARGV[2])
-  redis.call('PEXPIREAT', qkey, ARGV[b + 3])
+  redis.call('SET', qkey, qseed, 'NX')
+  redis.call('INCRBY', qkey, tokens_text)
+  redis.call('PEXPIREAT', qkey, qexpiry)
 end
-if bseed then
-  redis.call('SET', bkey, ARGV[b + 5], 'NX')
-  redis.call('DECRBY', bkey, ARGV[b + 4])
+if bseed ~= '' then
+  redis.call('SET', bkey, bseed, 'NX')
+  redis.call('DECRBY', bkey, ARGV[b + 7])
 end
 return {1, now, r[1], r[2], r[3], tk[1], tk[2], tk[3]}
 """
 
-# KEYS as for ACQUIRE. ARGV: lease id, reserved tokens, actual tokens, scope count,
-# token delta, "1" if the quota is charged, balance give-back ("" = balance not enforced).
+# KEYS as for ACQUIRE. ARGV: scope count, "1" if the quota is charged (both pre-encoded); lease
+# id, reserved tokens, actual tokens, token delta, balance give-back ("" = balance not enforced).
 SETTLE = """
-local n = tonumber(ARGV[4])
-local old, new = ARGV[1] .. ':' .. ARGV[2], ARGV[1] .. ':' .. ARGV[3]
+local n = tonumber(ARGV[1])
+local old, new = ARGV[3] .. ':' .. ARGV[4], ARGV[3] .. ':' .. ARGV[5]
 for i = 1, n do
   if old ~= new then
     local score = redis.call('ZSCORE', KEYS[3 * i - 2], old)
     if score then
       redis.call('ZREM', KEYS[3 * i - 2], old)
       redis.call('ZADD', KEYS[3 * i - 2], score, new)
-      redis.call('INCRBY', KEYS[3 * i - 1], ARGV[5])
+      redis.call('INCRBY', KEYS[3 * i - 1], ARGV[6])
     end
   end
-  redis.call('ZREM', KEYS[3 * i], ARGV[1])
+  redis.call('ZREM', KEYS[3 * i], ARGV[3])
 end
-if ARGV[6] == '1' and redis.call('EXISTS', KEYS[3 * n + 1]) == 1 then
-  redis.call('INCRBY', KEYS[3 * n + 1], ARGV[5])
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[3 * n + 1]) == 1 then
+  redis.call('INCRBY', KEYS[3 * n + 1], ARGV[6])
 end
 if ARGV[7] ~= '' and redis.call('EXISTS', KEYS[3 * n + 2]) == 1 then
   redis.call('INCRBY', KEYS[3 * n + 2], ARGV[7])
@@ -190,18 +194,22 @@ SHAPES_KEPT = 4096  # admission shapes (one per policy, in effect) whose keys ar
 
 @dataclass(slots=True, eq=False)
 class _Shape:
-    """The Redis keys of one policy's admissions, and the EVALSHA commands' leading arguments
-    (sha, key count, keys) encoded once per script and sha: the part of a call that does not
-    change from one request to the next."""
+    """The Redis keys of one policy's admissions and the arguments its scripts get on every call
+    (the policy's limits), with each EVALSHA command encoded once up to the arguments of one
+    call (sha, key count, keys, those arguments): per call only a few short texts are encoded."""
 
     scopes: tuple[Scope, ...]  # the policy's own tuple: held, so its id names this shape only
     keys: list[str]
-    heads: dict[str, tuple[str, Prepared]] = field(default_factory=dict)  # script -> (sha, head)
+    settle_fixed: list[Arg]
+    acquire_fixed: list[Arg] = field(default_factory=list)
+    acquire_for: tuple[Quota | None, int | None] | None = None  # the (quota, balance seed) of acquire_fixed
+    heads: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # script -> (sha, head)
 
-    def head(self, name: str, sha: str) -> Prepared:
+    def head(self, name: str, sha: str, fixed: list[Arg], trailing: int) -> bytes:
         entry = self.heads.get(name)
         if entry is None or entry[0] != sha:
-            entry = self.heads[name] = (sha, Prepared.of("EVALSHA", sha, len(self.keys), *self.keys))
+            args = ("EVALSHA", sha, len(self.keys), *self.keys, *fixed)
+            entry = self.heads[name] = (sha, command_head(args, trailing))
         return entry[1]
 
 
@@ -238,15 +246,15 @@ class RedisLimiter:
         sha = self._shas[name] = (await self._client.call("SCRIPT", "LOAD", _SCRIPTS[name])).decode()
         return await self._client.call("EVALSHA", sha, len(keys), *keys, *args)
 
-    async def _eval(self, name: str, shape: _Shape, args: list[Arg]) -> Any:
+    async def _eval(self, name: str, shape: _Shape, fixed: list[Arg], own: tuple[str, ...]) -> Any:
         """:meth:`_run` with the shape's encoded head (the usual case: the script is loaded)."""
         sha = self._shas.get(name)
         if sha is not None:
             try:
-                return await self._client.call_encoded(shape.head(name, sha).command(args))
+                return await self._client.call_encoded(shape.head(name, sha, fixed, len(own)) + tail(own))
             except NoScriptError:
                 pass
-        return await self._run(name, shape.keys, args)
+        return await self._run(name, shape.keys, [*fixed, *own])
 
     def _shape(self, admission: Admission) -> _Shape:
         quota = admission.quota
@@ -259,7 +267,8 @@ class RedisLimiter:
         if shape is None or shape.scopes is not admission.scopes:
             if len(self._shapes) >= SHAPES_KEPT:
                 self._shapes.clear()
-            shape = self._shapes[key] = _Shape(admission.scopes, self._keys(admission))
+            settle_fixed: list[Arg] = [len(admission.scopes), "1" if quota is not None else ""]
+            shape = self._shapes[key] = _Shape(admission.scopes, self._keys(admission), settle_fixed)
         return shape
 
     def _keys(self, admission: Admission) -> list[str]:
@@ -269,28 +278,32 @@ class RedisLimiter:
         keys.append(f"{p}bal:{admission.account_id}" if admission.balance_seed is not None else f"{p}-")
         return keys
 
+    def _acquire_fixed(self, shape: _Shape, admission: Admission) -> list[Arg]:
+        """ACQUIRE's arguments before the admission's own: the policy's limits, quota and seed."""
+        quota, seed = admission.quota, admission.balance_seed
+        made = shape.acquire_for
+        if made is None or made[0] is not quota or made[1] != seed:
+            fixed: list[Arg] = [self._window_us, self._lease_ttl_us, len(admission.scopes)]
+            for s in admission.scopes:
+                fixed += [_opt(s.rpm), _opt(s.tpm), _opt(s.concurrency)]
+            fixed += [
+                _opt(quota.limit) if quota is not None else "",
+                quota.used_seed if quota is not None else 0,
+                round((quota.period_end + QUOTA_GRACE) * 1000) if quota is not None else 0,
+                _opt(seed),
+            ]
+            shape.acquire_fixed, shape.acquire_for = fixed, (quota, seed)
+            shape.heads.pop("acquire", None)
+        return shape.acquire_fixed
+
     async def acquire(self, admission: Admission) -> Lease:
         if admission.balance_seed is not None and admission.account_id is None:
             raise ValueError("an admission with a balance_seed needs an account_id")
         lease_id = f"{self._tag}{next(self._ids)}"
-        quota = admission.quota
-        args: list[Arg] = [
-            lease_id,
-            admission.tokens,
-            self._window_us,
-            self._lease_ttl_us,
-            len(admission.scopes),
-        ]
-        for s in admission.scopes:
-            args += [_opt(s.rpm), _opt(s.tpm), _opt(s.concurrency)]
-        args += [
-            _opt(quota.limit) if quota is not None else "",
-            quota.used_seed if quota is not None else 0,
-            round((quota.period_end + QUOTA_GRACE) * 1000) if quota is not None else 0,
-            admission.cost_nanos,
-            _opt(admission.balance_seed),
-        ]
-        reply = [int(x) for x in await self._eval("acquire", self._shape(admission), args)]
+        shape = self._shape(admission)
+        fixed = self._acquire_fixed(shape, admission)
+        own = (lease_id, str(admission.tokens), str(admission.cost_nanos))
+        reply = [int(x) for x in await self._eval("acquire", shape, fixed, own)]
         if reply[0] == 0:
             _, kind, index, limit, wait, current, now = reply
             scope = admission.scopes[index - 1] if index > 0 else None
@@ -305,25 +318,27 @@ class RedisLimiter:
             extra={"id": lease_id},
         )
 
-    def _settle_args(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> list[Arg]:
+    @staticmethod
+    def _settle_own(lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> tuple[str, ...]:
+        """SETTLE's arguments after the shape's: lease id, reserved, actual, delta, give-back."""
         admission = lease.admission
-        return [
+        return (
             str(lease.extra["id"]),
-            admission.tokens,
-            actual_tokens,
-            len(admission.scopes),
-            actual_tokens - admission.tokens,
-            "1" if admission.quota is not None else "",
-            admission.cost_nanos - actual_cost_nanos if admission.balance_seed is not None else "",
-        ]
+            str(admission.tokens),
+            str(actual_tokens),
+            str(actual_tokens - admission.tokens),
+            str(admission.cost_nanos - actual_cost_nanos) if admission.balance_seed is not None else "",
+        )
 
     async def settle(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> None:
         if lease.settled:
             return
         lease.settled = True
-        args = self._settle_args(lease, actual_tokens, actual_cost_nanos)
+        shape = self._shape(lease.admission)
         try:
-            await self._eval("settle", self._shape(lease.admission), args)
+            await self._eval(
+                "settle", shape, shape.settle_fixed, self._settle_own(lease, actual_tokens, actual_cost_nanos)
+            )
         except Exception:
             lease.settled = False  # most likely not applied (e.g. no connection): the caller may retry
             raise
@@ -339,16 +354,17 @@ class RedisLimiter:
         if sha is None:
             return False
         shape = self._shape(lease.admission)
-        keys, args = shape.keys, self._settle_args(lease, actual_tokens, actual_cost_nanos)
-        command = shape.head("settle", sha).command(args)
-        if not self._client.send(command, lambda reply: self._settled(reply, keys, args), lazy=True):
+        own = self._settle_own(lease, actual_tokens, actual_cost_nanos)
+        command = shape.head("settle", sha, shape.settle_fixed, len(own)) + tail(own)
+        if not self._client.send(command, lambda reply: self._settled(reply, shape, own), lazy=True):
             return False
         lease.settled = True
         return True
 
-    def _settled(self, reply: Any, keys: list[str], args: list[Arg]) -> None:
+    def _settled(self, reply: Any, shape: _Shape, own: tuple[str, ...]) -> None:
         if isinstance(reply, NoScriptError):  # the server lost its scripts: load and run it again
-            task = asyncio.get_running_loop().create_task(self._resettle(keys, args))
+            args = [*shape.settle_fixed, *own]
+            task = asyncio.get_running_loop().create_task(self._resettle(shape.keys, args))
             self._reloads.add(task)
             task.add_done_callback(self._reloads.discard)
         elif isinstance(reply, Exception):
