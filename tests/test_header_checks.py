@@ -5,20 +5,17 @@ the gateway's responses without a ``server`` header."""
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
-import uvicorn
 from uvicorn.protocols.http import httptools_impl
 
 from claudestore.server import header_checks
-from claudestore.server.header_checks import NAMES_KEPT, KnownNames, PlainValues
-from tests.support.servers import Gateway, free_port
+from claudestore.server.header_checks import LONGEST_KEPT, NAMES_KEPT, VALUES_KEPT, RememberedSearch
+from tests.support.servers import Gateway, uvicorn_thread
 
 HEADER_RE = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')  # uvicorn 0.30 .. 0.55
 HEADER_VALUE_RE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
@@ -34,28 +31,32 @@ VALUES = [
 
 
 def test_same_verdicts_as_uvicorn_patterns_every_time() -> None:
-    names, values = KnownNames(HEADER_RE), PlainValues(HEADER_VALUE_RE)
+    names, values = RememberedSearch(HEADER_RE, NAMES_KEPT), RememberedSearch(HEADER_VALUE_RE, VALUES_KEPT)
     for _ in range(3):  # the second and third time from what the first remembered
         for name in NAMES:
             assert (names.search(name) is None) == (HEADER_RE.search(name) is None), name
         for value in VALUES:
             assert (values.search(value) is None) == (HEADER_VALUE_RE.search(value) is None), value
-    assert b"bad name" not in names._valid and b"request-id" in names._valid
+    assert b"bad name" not in names and b"request-id" in names
+    assert b"12\r\n" not in values and b"2000000000" in values
+    with pytest.raises(TypeError):
+        names.search(bytearray(b"x-h"))  # ASGI headers are bytes
 
 
-def test_remembers_a_bounded_number_of_names() -> None:
-    names = KnownNames(HEADER_RE)
+def test_remembers_a_bounded_number_of_texts() -> None:
+    names = RememberedSearch(HEADER_RE, NAMES_KEPT)
     for i in range(NAMES_KEPT + 50):
         assert names.search(b"x-h%d" % i) is None
-    assert len(names._valid) == NAMES_KEPT
-    assert names.search(b"x-h%d" % (NAMES_KEPT + 49)) is None  # not remembered: searched, still valid
-    assert names.search(b"x h") is not None
+        assert len(names) <= NAMES_KEPT
+    assert names.search(b"x h") is not None and b"x h" not in names
+    long = b"x" * (LONGEST_KEPT + 1)
+    assert names.search(long) is None and long not in names  # valid, searched every time
 
 
 def test_installs_on_this_uvicorn() -> None:
     assert header_checks.install()
-    assert isinstance(httptools_impl.HEADER_RE, KnownNames)
-    assert isinstance(httptools_impl.HEADER_VALUE_RE, PlainValues)
+    assert isinstance(httptools_impl.HEADER_RE, RememberedSearch)
+    assert isinstance(httptools_impl.HEADER_VALUE_RE, RememberedSearch)
     assert header_checks.install()  # again: already in place
 
 
@@ -72,19 +73,8 @@ async def _echo_header(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @pytest.fixture(scope="module")
 def echo_url() -> Iterator[str]:
     assert header_checks.install()
-    port = free_port()
-    config = uvicorn.Config(_echo_header, host="127.0.0.1", port=port, http="httptools", loop="asyncio",
-                            lifespan="off", log_level="critical")  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with uvicorn_thread(_echo_header) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 
 from claudestore.admission.accounting import MAX_TOKENS, Accounting, LivePrices, Ticket
-from claudestore.admission.headers import _rfc3339
+from claudestore.admission.headers import _rfc3339, rate_limit_headers
 from claudestore.admission.policy import Policy, PolicyCache
 from claudestore.billing.ledger import LedgerWriter
 from claudestore.billing.pricing import Price, PriceCache, PriceTable
 from claudestore.core.errors import PermissionDenied, RateLimited
 from claudestore.core.response import Usage
-from claudestore.limits.base import Admission, Lease, Scope
+from claudestore.limits.base import Admission, Lease, Scope, Window
 from claudestore.limits.memory import MemoryLimiter
 from claudestore.server import gateway as gateway_module
 from claudestore.server.generate import Drained, until_disconnect
@@ -276,6 +276,34 @@ def test_reset_time_text_is_datetime_s() -> None:
         for frac in (rng.random(), rng.choice(fractions)):
             ts = whole + frac
             assert _rfc3339(ts) == datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), ts
+
+
+def test_rate_limit_headers_are_encoded_in_each_apis_style() -> None:
+    now = time.time()
+    lease = Lease(Admission((), 1), requests=Window(60, 0, now + 30), tokens=Window(1000, -5, now + 30.6))
+    def lines(block: bytes) -> dict[bytes, bytes]:
+        assert block.endswith(b"\r\n")
+        return dict(line.split(b": ", 1) for line in block.split(b"\r\n")[:-1])
+
+    assert lines(rate_limit_headers(lease, "anthropic")) == {
+        b"anthropic-ratelimit-requests-limit": b"60",
+        b"anthropic-ratelimit-requests-remaining": b"0",
+        b"anthropic-ratelimit-requests-reset": _rfc3339(now + 30).encode(),
+        b"anthropic-ratelimit-tokens-limit": b"1000",
+        b"anthropic-ratelimit-tokens-remaining": b"0",  # over (settled above the reservation): never negative
+        b"anthropic-ratelimit-tokens-reset": _rfc3339(now + 30.6).encode(),
+    }
+    openai = lines(rate_limit_headers(lease, "openai"))
+    assert set(openai) == {
+        b"x-ratelimit-%b-%b" % (what, kind)
+        for what in (b"limit", b"remaining", b"reset")
+        for kind in (b"requests", b"tokens")
+    }
+    assert openai[b"x-ratelimit-limit-tokens"] == b"1000" and openai[b"x-ratelimit-reset-requests"] in (b"29s", b"30s")
+    assert rate_limit_headers(Lease(Admission((), 1), tokens=Window(5, 5, now)), "openai") == (
+        b"x-ratelimit-limit-tokens: 5\r\nx-ratelimit-remaining-tokens: 5\r\nx-ratelimit-reset-tokens: 0ms\r\n"
+    )
+    assert rate_limit_headers(Lease(Admission((), 1)), "anthropic") == b""
 
 
 def test_key_hash_is_hmac_sha256_of_the_pepper() -> None:

@@ -6,12 +6,14 @@ operator would start them; the gateway's API key is made with ``claudestore keys
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,3 +208,28 @@ def start_gateway(
     )
     wait_http(f"http://127.0.0.1:{port}/healthz", proc, log)
     return Gateway(proc, port, key, config_path, database_url, log)
+
+
+@contextlib.contextmanager
+def uvicorn_thread(app: Any) -> Iterator[str]:
+    """Serve the ASGI ``app`` with uvicorn (httptools, as the gateway) in a thread on loopback;
+    yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, http="httptools", loop="asyncio",
+                            lifespan="off", log_level="critical")  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

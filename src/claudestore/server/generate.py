@@ -142,6 +142,7 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
     out = Outcome(req.request_id, client.name)
     request_id_var.set(req.request_id)
     headers = gw.response_headers(req)
+    limit_headers = b""  # the rate-limit headers (encoded header lines), once admitted
     ticket: Ticket | None = None
     metrics = gw.metrics
     metrics.requests_in_flight += 1
@@ -174,14 +175,16 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
         if ticket is None:  # the price table or a limiter elsewhere has to be awaited
             ticket = await gw.accounting.admit(policy, route.public_model, len(raw), max_tokens)
         if ticket.lease is not None:
-            rate_limit_headers(ticket.lease, headers, client.name)
-        exchange = _Exchange(gw, req, send, client, creq, body, route, plan, out, headers)
+            limit_headers = rate_limit_headers(ticket.lease, client.name)
+        exchange = _Exchange(gw, req, send, client, creq, body, route, plan, out, headers, limit_headers)
         try:
             out.client_disconnected = await until_disconnect(req, exchange.run(), gw.tasks, gw.drained)
         except Drained:
             out.status, out.error_kind = 503, "overloaded_error"
             if out.first_byte_at is None:
-                await send_error(send, client, Overloaded(SHUTTING_DOWN, retry_after=1), headers)
+                await send_error(
+                    send, client, Overloaded(SHUTTING_DOWN, retry_after=1), headers, limit_headers
+                )
             elif creq.stream:
                 tail = client.stream_error("overloaded_error", SHUTTING_DOWN)
                 with contextlib.suppress(Exception):  # e.g. the stream had just been completed
@@ -196,7 +199,7 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
     except GatewayError as err:
         out.status, out.error_kind = err.status, err.kind
         if out.first_byte_at is None:
-            await send_error(send, client, err, headers)
+            await send_error(send, client, err, headers, limit_headers)
     except ClientGone:  # the client left before its body was complete
         out.status, out.error_kind, out.client_disconnected = 499, "client_disconnected", True
     except Exception:
@@ -204,7 +207,7 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
         err = GatewayError("The gateway failed while handling this request; it has been logged.")
         out.status, out.error_kind = 500, err.kind
         if out.first_byte_at is None:
-            await send_error(send, client, err, headers)
+            await send_error(send, client, err, headers, limit_headers)
     finally:
         metrics.requests_in_flight -= 1
         out.finished_at = time.perf_counter()
@@ -213,12 +216,19 @@ async def handle_generate(gw: Gateway, req: Request, send: Send, client: Dialect
         gw.finish(out)
 
 
-async def send_error(send: Send, dialect: Dialect, err: GatewayError, headers: dict[str, str]) -> None:
+async def send_error(
+    send: Send,
+    dialect: Dialect,
+    err: GatewayError,
+    headers: dict[str, str],
+    lines: bytes = b"",
+) -> None:
     headers = dict(headers)
     if err.retry_after is not None:
         headers["retry-after"] = str(max(1, round(err.retry_after)))
         headers["retry-after-ms"] = str(int(err.retry_after * 1000))
-    await send_bytes(send, dialect.error_status(err), dialect.error_body(err, headers["request-id"]), headers)
+    body = dialect.error_body(err, headers["request-id"])
+    await send_bytes(send, dialect.error_status(err), body, headers, lines=lines)
 
 
 # 4xx answers that count against the deployment's health (not retried: see routing.attempts):
@@ -245,10 +255,11 @@ class _Exchange:
         plan: AttemptPlan,
         out: Outcome,
         headers: dict[str, str],
+        limit_headers: bytes,
     ) -> None:
         self.gw, self.req, self.send = gw, req, send
         self.client, self.creq, self.body, self.route, self.plan = client, creq, body, route, plan
-        self.out, self.headers = out, headers
+        self.out, self.headers, self.limit_headers = out, headers, limit_headers
         self._payloads: dict[tuple[str, str, int], bytes] = {}
 
     def _payload(self, route: Route, dep: Deployment) -> tuple[Dialect, bytes]:
@@ -395,7 +406,7 @@ class _Exchange:
             self.out.usage, self.out.stop_reason = cresp.usage, cresp.stop_reason
             rendered = self.client.render_response(cresp, public)
         self.out.first_byte_at = time.perf_counter()
-        await send_bytes(self.send, 200, orjson.dumps(rendered), self.headers)
+        await send_bytes(self.send, 200, orjson.dumps(rendered), self.headers, lines=self.limit_headers)
 
     async def _stream(
         self, resp: UpstreamResponse, upstream: Dialect, dep: Deployment, started: float
@@ -417,7 +428,7 @@ class _Exchange:
         every = self.gw.config.server.keepalive_interval
         keepalive = {"type": "http.response.body", "body": KEEPALIVE[client.name], "more_body": True}
         clock = asyncio.get_running_loop().time
-        await start_stream(send, self.headers)
+        await start_stream(send, self.headers, self.limit_headers)
         out.first_byte_at = time.perf_counter()
         metrics = self.gw.metrics
         metrics.streams_in_flight += 1

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from claudestore.core.errors import RequestTooLarge
+from claudestore.server.raw_head import HEAD, LENGTH, head_lines, takes_raw_head
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -79,26 +80,49 @@ def header_list(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
+def _line_pairs(lines: bytes) -> list[tuple[bytes, bytes]]:
+    """Encoded header lines as an ASGI header list (for a server without ``raw_head``)."""
+    return [(name, value) for name, _, value in (line.partition(b": ") for line in lines.split(b"\r\n")[:-1])]
+
+
 async def send_bytes(
-    send: Send, status: int, body: bytes, headers: dict[str, str], content_type: str = "application/json"
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: dict[str, str],
+    content_type: str = "application/json",
+    lines: bytes = b"",
 ) -> None:
-    raw = header_list(headers)
-    raw.append((b"content-type", content_type.encode()))
-    raw.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
+    """A whole response. ``lines``: more headers, as encoded header lines (the rate-limit ones)."""
+    if takes_raw_head(send):
+        head = b"%b%bcontent-type: %b\r\ncontent-length: %d\r\n" % (
+            head_lines(headers),
+            lines,
+            content_type.encode(),
+            len(body),
+        )
+        await send({"type": "http.response.start", "status": status, HEAD: head, LENGTH: len(body)})
+    else:
+        raw = header_list(headers) + _line_pairs(lines)
+        raw.append((b"content-type", content_type.encode()))
+        raw.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def start_stream(send: Send, headers: dict[str, str]) -> None:
-    raw = header_list(headers)
-    raw.extend(
-        (
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"),
-        )
-    )
-    await send({"type": "http.response.start", "status": 200, "headers": raw})
+_STREAM_LINES = (
+    b"content-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\n"
+)
+
+
+async def start_stream(send: Send, headers: dict[str, str], lines: bytes = b"") -> None:
+    """The head of an event stream (its body goes chunked)."""
+    if takes_raw_head(send):
+        head = head_lines(headers) + lines + _STREAM_LINES
+        await send({"type": "http.response.start", "status": 200, HEAD: head, LENGTH: None})
+    else:
+        raw = header_list(headers) + _line_pairs(lines + _STREAM_LINES)
+        await send({"type": "http.response.start", "status": 200, "headers": raw})
 
 
 async def wait_disconnect(receive: Receive) -> None:
