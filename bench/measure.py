@@ -185,15 +185,16 @@ class Bench:
         base: str,
         reqs: dict[str, sc.HttpRequest],
         accounted: dict[str, Server],
-        rounds: int = 4,
+        rounds: int = 8,
     ) -> dict[str, Any]:
-        """Saturation runs of two requests alternated A B, B A, A B, B A (half the usual duration
-        each), so that a drift in the machine's background load hits both alike; per round the
+        """Saturation runs of two requests alternated A B, B A, A B, B A, ... (``rounds`` rounds of
+        2 / ``rounds`` of the usual duration each: twice the usual time per request in all), so
+        that a drift in the machine's background load hits both alike; per round the
         second's throughput cost against the first (1 - its req/s / the first's) and the cost its
         CPU per request implies (1 - the first's CPU / its CPU); the figures are the medians over
         the rounds, with their range, and the means of req/s and CPU s / 1k."""
         a = self.args
-        duration = a.duration if rounds == 1 else a.duration / 2
+        duration = a.duration if rounds == 1 else a.duration * 2 / rounds
         names = list(reqs)
         runs: dict[str, list[dict[str, float]]] = {who: [] for who in names}
         for i in range(rounds):

@@ -399,6 +399,11 @@ def accounting(r: dict[str, Any]) -> list[str]:
             "",
         ]
         return lines
+    paired = next((t["paired"] for t in (acc.get("targets") or {}).values() if "paired" in t), {})
+    shape = ""
+    if paired.get("rounds"):
+        n = len(paired["rounds"]["operator"])
+        shape = f" ({n} round{'s' if n != 1 else ''} of {paired['duration_s']:g} s per key)"
     lines += [
         f"`--accounting {acc['mode']}`: each scenario again with a customer key (an account on a plan "
         "with rpm, tpm, concurrency and a token quota set far above the load, credit, prices for both "
@@ -406,7 +411,7 @@ def accounting(r: dict[str, Any]) -> list[str]:
         "the ledger row, against the operator key's figures above (key check and ledger row only). "
         "This build has no switch that turns metering off, so the operator key is the baseline. "
         f"req/s and CPU s / 1k are means of saturation runs ({meta['connections']} connections) with the two "
-        "keys alternated in rounds (operator then customer, customer then operator, and so on) so that "
+        f"keys alternated in rounds{shape} (operator then customer, customer then operator, and so on) so that "
         "changes in the machine's background load hit both alike. Throughput cost = 1 - customer req/s ÷ "
         "operator req/s of one round; CPU-implied cost = 1 - operator CPU per request ÷ customer CPU per "
         "request of one round (what the throughput cost is when the gateway's CPU is the bottleneck, "

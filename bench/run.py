@@ -76,6 +76,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "and Redis instead of SQLite and in-process limits (see README)",
     )
     p.add_argument(
+        "--accounting-rounds",
+        type=int,
+        default=8,
+        help="rounds of the two keys alternated per scenario (default 8), each 2 / rounds of "
+        "--duration: more, shorter rounds follow a drifting machine more closely",
+    )
+    p.add_argument(
         "--postgres-url",
         default=sc.BENCH_POSTGRES_URL,
         help="PostgreSQL server for --accounting postgres-redis (a fresh database is created and dropped)",
@@ -285,7 +292,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     label, gateway.url, customer, both, fixed_rate=False, ttft=False, saturation=False
                 )
                 reqs = {"operator": s.gateway_request(gateway.key), "customer": customer}
-                res["paired"] = bench.paired(label, gateway.url, reqs, both, rounds=1 if args.smoke else 4)
+                res["paired"] = bench.paired(label, gateway.url, reqs, both, rounds=1 if args.smoke else args.accounting_rounds)
                 res["errors"] += res["paired"]["customer"]["errors"]
                 results["accounting"]["targets"][s.key] = res
 

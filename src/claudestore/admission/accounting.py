@@ -74,7 +74,12 @@ class Accounting:
         policy.check_model(model)
         if _unlimited(policy):
             return Ticket(policy, None)  # an operator key without limits
-        table = await self.prices.get() if policy.balance_seed is not None else None
+        table = None
+        if policy.balance_seed is not None:
+            current = self._current_prices
+            table = current() if current is not None else None
+            if table is None:
+                table = await self.prices.get()
         admission = _admission(policy, model, body_bytes, max_tokens, table)
         return Ticket(policy, await self.limiter.acquire(admission))
 

@@ -303,7 +303,7 @@ class RedisLimiter:
         shape = self._shape(admission)
         fixed = self._acquire_fixed(shape, admission)
         own = (lease_id, str(admission.tokens), str(admission.cost_nanos))
-        reply = [int(x) for x in await self._eval("acquire", shape, fixed, own)]
+        reply = await self._eval("acquire", shape, fixed, own)  # Lua numbers: integer replies, ints
         if reply[0] == 0:
             _, kind, index, limit, wait, current, now = reply
             scope = admission.scopes[index - 1] if index > 0 else None
