@@ -185,7 +185,7 @@ class Bench:
         base: str,
         reqs: dict[str, sc.HttpRequest],
         accounted: dict[str, Server],
-        rounds: int = 8,
+        rounds: int = 32,
     ) -> dict[str, Any]:
         """Saturation runs of two requests alternated A B, B A, A B, B A, ... (``rounds`` rounds of
         2 / ``rounds`` of the usual duration each: twice the usual time per request in all), so

@@ -78,8 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--accounting-rounds",
         type=int,
-        default=8,
-        help="rounds of the two keys alternated per scenario (default 8), each 2 / rounds of "
+        default=32,
+        help="rounds of the two keys alternated per scenario (default 32), each 2 / rounds of "
         "--duration: more, shorter rounds follow a drifting machine more closely",
     )
     p.add_argument(
