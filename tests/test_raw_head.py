@@ -130,3 +130,10 @@ def test_the_gateways_head_on_the_wire(gateway: Gateway) -> None:
     assert {b"date", b"request-id", b"content-type", b"content-length", b"connection"} <= set(names)
     length = int(next(line for line in lines if line.startswith(b"content-length: ")).split(b": ")[1])
     assert length == len(payload) and payload.startswith(b"{")
+
+
+async def test_gateway_sends_no_server_header(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        response = await http.get("/v1/models", headers={"x-api-key": gateway.key})
+    assert response.status_code == 200
+    assert "server" not in response.headers and response.headers["date"]

@@ -28,7 +28,7 @@ from claudestore.api.account import account_app
 from claudestore.api.admin import AdminAuth, admin_app
 from claudestore.config import Config, load_config
 from claudestore.core.errors import AuthenticationFailed, GatewayError, NotFound
-from claudestore.server import header_checks, raw_head
+from claudestore.server import raw_head
 from claudestore.server.count_tokens import handle_count_tokens
 from claudestore.server.gateway import Gateway
 from claudestore.server.generate import handle_generate, send_error
@@ -349,8 +349,6 @@ def create_app(config: Config | None = None) -> GatewayApp:
 
 def app_from_env() -> Any:
     """uvicorn factory for worker processes: configuration from ``CLAUDESTORE_CONFIG``."""
-    if not header_checks.install():
-        log.warning("this uvicorn has no HEADER_RE / HEADER_VALUE_RE: its header checks run unchanged")
     if not raw_head.install():
         log.warning("uvicorn %s is not one raw_head was checked with: response heads go through uvicorn's loop",
                     getattr(sys.modules.get("uvicorn"), "__version__", "?"))  # fmt: skip
