@@ -57,6 +57,32 @@ async def test_rpm_is_exact_and_the_window_slides(limiter_factory: LimiterFactor
     await refused(limiter, adm)
 
 
+@pytest.mark.parametrize("older", [3, 20])  # Redis reads 8 log entries at once: fewer, and more, expire
+async def test_the_window_forgets_exactly_what_left_it(limiter_factory: LimiterFactory, older: int) -> None:
+    limiter = limiter_factory(window=0.6)
+    scope = Scope(KEY, rpm=30, tpm=1000)
+    old = [await limiter.acquire(admission(scope, tokens=10)) for _ in range(older)]
+    await limiter.settle(old[0], 4, 0)  # settled while in the window: counts 4, then leaves
+    await asyncio.sleep(0.4)
+    t1 = time.time()
+    young = [await limiter.acquire(admission(scope, tokens=20)) for _ in range(2)]
+    assert young[1].requests and young[1].tokens
+    assert (young[1].requests.remaining, young[1].tokens.remaining) == (
+        30 - older - 2,
+        1000 - 4 - 10 * (older - 1) - 40,
+    )
+    await asyncio.sleep(0.3)  # the old ones have left the window, the young ones not
+    await limiter.settle(old[1], 1, 0)  # a late settle of an entry no longer counted changes nothing
+    await limiter.settle(young[0], 5, 0)
+    lease = await limiter.acquire(admission(scope, tokens=30))
+    assert lease.requests and lease.tokens
+    assert (lease.requests.remaining, lease.tokens.remaining) == (27, 1000 - 5 - 20 - 30)
+    assert abs(lease.requests.reset_at - (t1 + 0.6)) < 0.05  # the oldest entry left: young[0]
+    # tokens: 945 left; a request of 960 waits until young[0] and young[1] leave (25 tokens)
+    err = await refused(limiter, admission(scope, tokens=960))
+    assert err.code == "rate_limit_tokens" and "55 tokens used" in err.message
+
+
 async def test_rpm_message_names_limit_scope_and_retry(limiter: Limiter) -> None:
     adm = admission(Scope(KEY, rpm=60), Scope(ACCT, rpm=2))
     await limiter.acquire(adm)
@@ -265,8 +291,7 @@ async def test_redis_keys_expire_but_the_balance_does_not(redis_limiter_factory:
     try:
         p = redis_limiter_factory.prefix
         for key, low, high in (
-            (f"log:{KEY}", 60_000, 61_000),
-            (f"sum:{KEY}", 60_000, 61_000),
+            (f"win:{KEY}", 60_000, 61_000),
             (f"inf:{KEY}", 900_000, 901_000),
             ("quota:7:3", (3600 + 86_400 - 5) * 1000, (3600 + 86_400) * 1000),
         ):

@@ -7,9 +7,11 @@ disagree still share one window.
 
 Keys (``p`` is the prefix):
 
-* ``p log:<scope>``  sorted set, one member ``<lease id>:<tokens>`` per admission in the
-  window, scored by its admission time; ``p sum:<scope>`` the tokens of those members.
-  Both expire one window (+1 s) after the last admission.
+* ``p win:<scope>``  sorted set, one member ``<admission µs, 16 digits>:<lease id>:<tokens>``
+  per admission in the window, scored by its admission time, and the member ``#`` scored by
+  minus the tokens of the others (so it sorts first and the sum lives and expires with
+  them). Expires one window (+1 s) after the last admission. Entries that left the window
+  are removed by the next admission.
 * ``p inf:<scope>``  sorted set of the leases in flight, scored by their deadline
   (admission + ``lease_ttl``); expired leases are purged on acquire, so a crashed
   process cannot hold a slot for longer than ``lease_ttl``.
@@ -19,7 +21,7 @@ Keys (``p`` is the prefix):
   1024) and the highest id forgotten; ids at or below it count as applied.
 
 The scripts take every key in ``KEYS``, but the keys of one admission are not in one
-hash slot: Redis Cluster is not supported.
+hash slot: Redis Cluster is not supported. They need Redis 6.2 or newer (``SET ... PXAT``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ from claudestore.limits.resp import Arg, NoScriptError, RespClient, command_head
 
 log = logging.getLogger("claudestore.limits")
 
-# KEYS: log, sum, inf per scope, then the quota counter and the balance counter.
+# Redis 7.0 spends more on a number converted to text (printf "%.17g": a Lua number passed to
+# redis.call, a score in a reply) than on the call itself: the scripts pass texts (TIME's, ARGV's,
+# string.format('%d')), read admission times out of the members and scores only of '#'.
+# KEYS: win, inf per scope, then the quota counter and the balance counter.
 # ARGV: first what is the same for every admission of one policy (sent pre-encoded): window µs,
 # lease ttl µs, scope count, (rpm, tpm, concurrency) per scope ("" = none), quota limit ("" =
 # none), quota seed, quota expiry (unix ms), balance seed ("" = balance not enforced); then the
@@ -46,120 +51,138 @@ log = logging.getLogger("claudestore.limits")
 # or {0, kind, scope index, limit, wait µs, current value, now}.
 ACQUIRE = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_s = t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
+local now = tonumber(now_s)
 local window, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local b = 3 + 3 * n
 local qlimit, qseed, qexpiry, bseed = tonumber(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
-local lease, tokens_text, cost = ARGV[b + 5], ARGV[b + 6], tonumber(ARGV[b + 7])
+local lease, tokens_text, cost_text = ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
 local tokens = tonumber(tokens_text)
-local qkey, bkey = KEYS[3 * n + 1], KEYS[3 * n + 2]
-local function lim(i, j) return tonumber(ARGV[3 + 3 * (i - 1) + j]) end
+local qkey, bkey = KEYS[2 * n + 1], KEYS[2 * n + 2]
 local function toks(member) return tonumber(string.match(member, ':(%d+)$')) end
+local function at(member) return tonumber(string.sub(member, 1, 16)) end
+local rpms, tpms, concs = {}, {}, {}
 for i = 1, n do
-  local tpm = lim(i, 2)
-  if tpm and tokens > tpm then return {0, 1, i, tpm, 0, 0, now} end
+  local k = 3 * i
+  rpms[i], tpms[i], concs[i] = tonumber(ARGV[k + 1]), tonumber(ARGV[k + 2]), tonumber(ARGV[k + 3])
+  if tpms[i] and tokens > tpms[i] then return {0, 1, i, tpms[i], 0, 0, now} end
 end
-local bal = 0
+local bal
 if bseed ~= '' then
-  bal = tonumber(redis.call('GET', bkey) or bseed)
-  if bal < cost then return {0, 2, 0, 0, 0, bal, now} end
+  bal = redis.call('GET', bkey)
+  local have = tonumber(bal or bseed)
+  if have < tonumber(cost_text) then return {0, 2, 0, 0, 0, have, now} end
 end
-local used = 0
+local used
 if qlimit then
-  used = tonumber(redis.call('GET', qkey) or qseed)
-  if used + tokens > qlimit then return {0, 3, 0, qlimit, 0, used, now} end
+  used = redis.call('GET', qkey)
+  local u = tonumber(used or qseed)
+  if u + tokens > qlimit then return {0, 3, 0, qlimit, 0, u, now} end
 end
-local cut = now - window
+local cut = string.format('%016d', now - window)
+-- per scope: live entries, their tokens, rank of the first entry, expired entries, oldest live time
+local count, sum, first, gone, oldest = {}, {}, {}, {}, {}
 for i = 1, n do
-  local rpm, tpm, conc = lim(i, 1), lim(i, 2), lim(i, 3)
-  local log, sum, inf = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local rpm, tpm, conc = rpms[i], tpms[i], concs[i]
+  local win, inf = KEYS[2 * i - 1], KEYS[2 * i]
   if rpm or tpm then
-    local old = redis.call('ZRANGEBYSCORE', log, '-inf', cut)
-    if #old > 0 then
-      local freed = 0
-      for _, m in ipairs(old) do freed = freed + toks(m) end
-      redis.call('ZREMRANGEBYSCORE', log, '-inf', cut)
-      redis.call('DECRBY', sum, freed)
+    local head = redis.call('ZRANGE', win, 0, 8)
+    local s, f, j = 0, 0, 1
+    if head[1] == '#' then s, f, j = -tonumber(redis.call('ZSCORE', win, '#')), 1, 2 end
+    local g = 0
+    while head[j] and string.sub(head[j], 1, 16) <= cut do
+      s, g, j = s - toks(head[j]), g + 1, j + 1
     end
-    local c = redis.call('ZCARD', log)
+    local o = head[j]
+    if not o and #head == 9 then  -- every entry fetched has expired: there may be more
+      local old = redis.call('ZRANGEBYSCORE', win, '(0', cut)
+      s, g = f == 1 and -tonumber(redis.call('ZSCORE', win, '#')) or 0, 0
+      for _, m in ipairs(old) do s, g = s - toks(m), g + 1 end
+      o = redis.call('ZRANGE', win, f + g, f + g)[1]
+    end
+    local c = redis.call('ZCARD', win) - f - g
     if rpm and c >= rpm then
       local wait = window
-      if rpm > 0 then wait = tonumber(redis.call('ZRANGE', log, c - rpm, c - rpm, 'WITHSCORES')[2]) + window - now end
+      if rpm > 0 then wait = at(redis.call('ZRANGE', win, f + g + c - rpm, f + g + c - rpm)[1]) + window - now end
       return {0, 4, i, rpm, wait, c, now}
     end
-    local s = tonumber(redis.call('GET', sum) or '0')
     if tpm and s + tokens > tpm then
-      local all = redis.call('ZRANGE', log, 0, -1, 'WITHSCORES')
+      local live = redis.call('ZRANGE', win, f + g, -1)
       local need, wait = s + tokens - tpm, window
-      for k = 1, #all, 2 do
-        need = need - toks(all[k])
-        if need <= 0 then wait = tonumber(all[k + 1]) + window - now break end
+      for _, m in ipairs(live) do
+        need = need - toks(m)
+        if need <= 0 then wait = at(m) + window - now break end
       end
       return {0, 5, i, tpm, wait, s, now}
     end
+    count[i], sum[i], first[i], gone[i], oldest[i] = c, s, f, g, o and at(o) or now
   end
   if conc then
-    redis.call('ZREMRANGEBYSCORE', inf, '-inf', now)
     local busy = redis.call('ZCARD', inf)
-    if busy >= conc then return {0, 6, i, conc, 1000000, busy, now} end
+    if busy >= conc then
+      redis.call('ZREMRANGEBYSCORE', inf, '-inf', now_s)
+      busy = redis.call('ZCARD', inf)
+      if busy >= conc then return {0, 6, i, conc, 1000000, busy, now} end
+    end
   end
 end
-local member = lease .. ':' .. tokens_text
-local log_ms, inf_ms = math.ceil(window / 1000) + 1000, math.ceil(ttl / 1000) + 1000
+local member = now_s .. ':' .. lease .. ':' .. tokens_text
+local win_ms = string.format('%d', math.ceil(window / 1000) + 1000)
+local inf_ms = string.format('%d', math.ceil(ttl / 1000) + 1000)
+local deadline = string.format('%d', now + ttl)
 local r, tk = {-1, 0, 0}, {-1, 0, 0}
 for i = 1, n do
-  local rpm, tpm, conc = lim(i, 1), lim(i, 2), lim(i, 3)
-  local log, sum, inf = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  local rpm, tpm, conc = rpms[i], tpms[i], concs[i]
+  local win, inf = KEYS[2 * i - 1], KEYS[2 * i]
   if rpm or tpm then
-    redis.call('ZADD', log, now, member)
-    local s = redis.call('INCRBY', sum, tokens_text)
-    redis.call('PEXPIRE', log, log_ms)
-    redis.call('PEXPIRE', sum, log_ms)
-    local reset = tonumber(redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')[2]) + window
+    if gone[i] > 0 then redis.call('ZREMRANGEBYRANK', win, first[i], first[i] + gone[i] - 1) end
+    local s = sum[i] + tokens
+    redis.call('ZADD', win, now_s, member, string.format('%d', -math.max(s, 0)), '#')
+    redis.call('PEXPIRE', win, win_ms)
+    local reset = oldest[i] + window
     if rpm then
-      local rem = rpm - redis.call('ZCARD', log)
+      local rem = rpm - count[i] - 1
       if r[1] < 0 or rem < r[2] then r = {rpm, rem, reset} end
     end
     if tpm and (tk[1] < 0 or tpm - s < tk[2]) then tk = {tpm, tpm - s, reset} end
   end
   if conc then
-    redis.call('ZADD', inf, now + ttl, lease)
+    redis.call('ZADD', inf, deadline, lease)
     redis.call('PEXPIRE', inf, inf_ms)
   end
 end
 if qlimit then
-  redis.call('SET', qkey, qseed, 'NX')
+  if not used then redis.call('SET', qkey, qseed, 'PXAT', qexpiry) end
   redis.call('INCRBY', qkey, tokens_text)
-  redis.call('PEXPIREAT', qkey, qexpiry)
 end
 if bseed ~= '' then
-  redis.call('SET', bkey, bseed, 'NX')
-  redis.call('DECRBY', bkey, ARGV[b + 7])
+  if not bal then redis.call('SET', bkey, bseed) end
+  redis.call('DECRBY', bkey, cost_text)
 end
 return {1, now, r[1], r[2], r[3], tk[1], tk[2], tk[3]}
 """
 
 # KEYS as for ACQUIRE. ARGV: scope count, "1" if the quota is charged (both pre-encoded); lease
-# id, reserved tokens, actual tokens, token delta, balance give-back ("" = balance not enforced).
+# id, admission µs (16 digits, as in the member), reserved tokens, actual tokens, token delta,
+# balance give-back ("" = balance not enforced). An entry that has left the window is not
+# re-counted (ZREM finds nothing).
 SETTLE = """
 local n = tonumber(ARGV[1])
-local old, new = ARGV[3] .. ':' .. ARGV[4], ARGV[3] .. ':' .. ARGV[5]
+local lease, at, delta = ARGV[3], ARGV[4], ARGV[7]
+local old, new = at .. ':' .. lease .. ':' .. ARGV[5], at .. ':' .. lease .. ':' .. ARGV[6]
+local back = string.sub(delta, 1, 1) == '-' and string.sub(delta, 2) or '-' .. delta
 for i = 1, n do
-  if old ~= new then
-    local score = redis.call('ZSCORE', KEYS[3 * i - 2], old)
-    if score then
-      redis.call('ZREM', KEYS[3 * i - 2], old)
-      redis.call('ZADD', KEYS[3 * i - 2], score, new)
-      redis.call('INCRBY', KEYS[3 * i - 1], ARGV[6])
-    end
+  if old ~= new and redis.call('ZREM', KEYS[2 * i - 1], old) == 1 then
+    redis.call('ZADD', KEYS[2 * i - 1], at, new)
+    redis.call('ZINCRBY', KEYS[2 * i - 1], back, '#')
   end
-  redis.call('ZREM', KEYS[3 * i], ARGV[3])
+  redis.call('ZREM', KEYS[2 * i], lease)
 end
-if ARGV[2] == '1' and redis.call('EXISTS', KEYS[3 * n + 1]) == 1 then
-  redis.call('INCRBY', KEYS[3 * n + 1], ARGV[6])
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2 * n + 1]) == 1 then
+  redis.call('INCRBY', KEYS[2 * n + 1], delta)
 end
-if ARGV[7] ~= '' and redis.call('EXISTS', KEYS[3 * n + 2]) == 1 then
-  redis.call('INCRBY', KEYS[3 * n + 2], ARGV[7])
+if ARGV[8] ~= '' and redis.call('EXISTS', KEYS[2 * n + 2]) == 1 then
+  redis.call('INCRBY', KEYS[2 * n + 2], ARGV[8])
 end
 return 1
 """
@@ -273,7 +296,7 @@ class RedisLimiter:
 
     def _keys(self, admission: Admission) -> list[str]:
         p = self.prefix
-        keys = [f"{p}{kind}:{s.name}" for s in admission.scopes for kind in ("log", "sum", "inf")]
+        keys = [f"{p}{kind}:{s.name}" for s in admission.scopes for kind in ("win", "inf")]
         keys.append(f"{p}{admission.quota.name}" if admission.quota is not None else f"{p}-")
         keys.append(f"{p}bal:{admission.account_id}" if admission.balance_seed is not None else f"{p}-")
         return keys
@@ -310,12 +333,12 @@ class RedisLimiter:
             raise refusal(
                 kind, admission, scope, limit, wait / 1e6, current, window=self.window, now=now / 1e6
             )
-        _, _, rlimit, rrem, rreset, tlimit, trem, treset = reply
+        _, now, rlimit, rrem, rreset, tlimit, trem, treset = reply
         return Lease(
             admission,
             requests=Window(rlimit, rrem, rreset / 1e6) if rlimit >= 0 else None,
             tokens=Window(tlimit, trem, treset / 1e6) if tlimit >= 0 else None,
-            extra={"id": lease_id},
+            extra={"id": lease_id, "at": now},
         )
 
     @staticmethod
@@ -324,6 +347,7 @@ class RedisLimiter:
         admission = lease.admission
         return (
             str(lease.extra["id"]),
+            f"{lease.extra['at']:016d}",
             str(admission.tokens),
             str(actual_tokens),
             str(actual_tokens - admission.tokens),
