@@ -41,7 +41,8 @@ def render(r: dict[str, Any]) -> str:
         f"- **Layout**: {meta['layout']}",
         f"- **Load generator**: {meta['loadgen']} for saturation and one-connection latency; "
         "bench/loadgen.py (aiohttp + uvloop) for fixed-rate latency, stream TTFB and held streams",
-        f"- **Gateway**: {meta['workers']} worker process(es), SQLite, keys checked (cached); "
+        f"- **Gateway**: {meta['workers']} worker process(es), "
+        f"{'PostgreSQL + Redis' if meta['accounting'] == 'postgres-redis' else 'SQLite'}, keys checked (cached); "
         f"`--accounting {meta['accounting']}`" + _defaults_note(meta.get("config_sections", [])),
         f"- **Load average** at start {meta['loadavg_start']}, at end {meta.get('loadavg_end', '?')}",
         "",
