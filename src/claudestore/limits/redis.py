@@ -59,6 +59,7 @@ local qlimit, qseed, qexpiry, bseed = tonumber(ARGV[b + 1]), ARGV[b + 2], ARGV[b
 local lease, tokens_text, cost_text = ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
 local tokens = tonumber(tokens_text)
 local qkey, bkey = KEYS[2 * n + 1], KEYS[2 * n + 2]
+local HEAD = 9  -- members read at once from the front of a log ('#' and 8 entries)
 local function toks(member) return tonumber(string.match(member, ':(%d+)$')) end
 local function at(member) return tonumber(string.sub(member, 1, 16)) end
 local rpms, tpms, concs = {}, {}, {}
@@ -86,18 +87,18 @@ for i = 1, n do
   local rpm, tpm, conc = rpms[i], tpms[i], concs[i]
   local win, inf = KEYS[2 * i - 1], KEYS[2 * i]
   if rpm or tpm then
-    local head = redis.call('ZRANGE', win, 0, 8)
-    local s, f, j = 0, 0, 1
-    if head[1] == '#' then s, f, j = -tonumber(redis.call('ZSCORE', win, '#')), 1, 2 end
-    local g = 0
+    local head = redis.call('ZRANGE', win, 0, HEAD - 1)
+    local total, f, j = 0, 0, 1
+    if head[1] == '#' then total, f, j = -tonumber(redis.call('ZSCORE', win, '#')), 1, 2 end
+    local s, g = total, 0
     while head[j] and string.sub(head[j], 1, 16) <= cut do
       s, g, j = s - toks(head[j]), g + 1, j + 1
     end
     local o = head[j]
-    if not o and #head == 9 then  -- every entry fetched has expired: there may be more
+    if not o and #head == HEAD then  -- every entry fetched has expired: there may be more
       local old = redis.call('ZRANGEBYSCORE', win, '(0', cut)
-      s, g = f == 1 and -tonumber(redis.call('ZSCORE', win, '#')) or 0, 0
-      for _, m in ipairs(old) do s, g = s - toks(m), g + 1 end
+      s, g = total, #old
+      for _, m in ipairs(old) do s = s - toks(m) end
       o = redis.call('ZRANGE', win, f + g, f + g)[1]
     end
     local c = redis.call('ZCARD', win) - f - g
