@@ -38,7 +38,7 @@ def render(r: dict[str, Any]) -> str:
         f"- **Commit**: `{meta['commit']}`",
         f"- **Machine**: {m['nproc']} CPUs ({m['usable_cpus']} usable), {m['cpu_model']}, {m['ram_gb']} GB RAM, "
         f"Linux {m['kernel']}, Python {m['python']}",
-        f"- **Layout**: {meta['layout']}",
+        f"- **Layout**: {meta['layout']}" + (f"; {meta['services']}" if meta.get("services") else ""),
         f"- **Load generator**: {meta['loadgen']} for saturation and one-connection latency; "
         "bench/loadgen.py (aiohttp + uvloop) for fixed-rate latency, stream TTFB and held streams",
         f"- **Gateway**: {meta['workers']} worker process(es), "

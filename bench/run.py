@@ -32,6 +32,7 @@ from typing import Any
 import procs
 import report
 import scenarios as sc
+import services
 import wrk
 import yaml
 from measure import Bench
@@ -229,6 +230,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         main = [s for s in main if only.search(s.key)]
 
     database_url, pg_name = sqlite_url, None
+    pinned: services.PinnedServices | None = None
     if args.accounting == "postgres-redis":
         database_url, pg_name = procs.create_postgres_database(args.postgres_url)
         procs.flush_redis(args.redis_url)
@@ -237,6 +239,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fake = procs.start_fake_upstream(workdir, layout.upstream, wait=False)
     gateway: Server | None = None
     try:
+        if pg_name:  # PostgreSQL and Redis off the gateway's CPUs, like the fake upstream
+            pinned = services.pin_accounting_services(layout.loadgen, args.postgres_url, args.redis_url)
+            results["meta"]["services"] = pinned.describe()
+            bench.log(results["meta"]["services"])
         config = sc.merge(
             sc.gateway_config(fake.url, database_url),
             sc.accounting_overrides(args.accounting, database_url=database_url, redis_url=args.redis_url),
@@ -333,6 +339,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             gateway.stop()
         fake.stop()
         bench.stop_loadgen()
+        if pinned is not None:
+            pinned.restore()
         if pg_name:
             procs.drop_postgres_database(args.postgres_url, pg_name)
 
