@@ -111,6 +111,13 @@ def _stat_fields(pid: int) -> list[str] | None:
     return raw[raw.rfind(")") + 2 :].split()
 
 
+def parent_of(pid: int) -> int:
+    fields = _stat_fields(pid)
+    if fields is None:
+        raise ProcessLookupError(f"no process {pid}")
+    return int(fields[1])
+
+
 def children_of(pid: int) -> list[int]:
     """Every live descendant of ``pid``."""
     parents: dict[int, list[int]] = {}

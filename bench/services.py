@@ -25,7 +25,7 @@ import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from procs import children_of
+from procs import children_of, parent_of
 
 
 def is_local(url: str) -> bool:
@@ -66,11 +66,9 @@ def postgres_pids(url: str) -> list[int]:
         conn = await asyncpg.connect(dsn)
         try:  # the backend's parent, read while the backend lives
             backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
-            with open(f"/proc/{backend}/stat") as f:
-                raw = f.read()
+            return parent_of(backend)  # /proc: no disk to wait for
         finally:
             await conn.close()
-        return int(raw[raw.rfind(")") + 2 :].split()[1])
 
     postmaster = asyncio.run(ask())
     return [postmaster, *children_of(postmaster)]

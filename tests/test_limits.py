@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from claudestore.core.errors import GatewayError, PaymentRequired, RateLimited
-from claudestore.limits.base import Admission, Lease, Limiter, Quota, Scope
+from claudestore.limits.base import PENDING_CREDIT_TTL, Admission, Lease, Limiter, Quota, Scope
 from claudestore.limits.factory import make_limiter
 from claudestore.limits.memory import MemoryLimiter
 from claudestore.limits.redis import RedisLimiter
@@ -30,9 +30,17 @@ def admission(
     cost: int = 0,
     seed: int | None = None,
     quota: Quota | None = None,
+    seen: int = 0,
 ) -> Admission:
+    """``seen``: the newest credit id the seed includes."""
     return Admission(
-        scopes=scopes, tokens=tokens, account_id=7, cost_nanos=cost, balance_seed=seed, quota=quota
+        scopes=scopes,
+        tokens=tokens,
+        account_id=7,
+        cost_nanos=cost,
+        balance_seed=seed,
+        quota=quota,
+        balance_credit_id=seen,
     )
 
 
@@ -187,9 +195,9 @@ async def test_settle_gives_back_and_may_overshoot(limiter: Limiter) -> None:
 
 
 async def test_credit_applies_once_per_id(limiter: Limiter) -> None:
-    await limiter.credit(7, 50, 1)  # no counter yet: the database balance (the next seed) has it
+    await limiter.credit(7, 50, 1)  # no counter yet: kept for the seed
     assert await limiter.balance(7) is None
-    await limiter.acquire(admission(cost=10, seed=1000))
+    await limiter.acquire(admission(cost=10, seed=1000, seen=1))  # the seed includes credit 1
     assert await limiter.balance(7) == 990
     await limiter.credit(7, 50, 1)  # a replay of the credit the seed already includes
     assert await limiter.balance(7) == 990
@@ -197,6 +205,46 @@ async def test_credit_applies_once_per_id(limiter: Limiter) -> None:
     await limiter.credit(7, 25, 2)
     await limiter.credit(7, 5, 3)
     assert await limiter.balance(7) == 1020
+
+
+async def test_a_credit_that_came_before_a_stale_seed_is_added_to_it(limiter: Limiter) -> None:
+    """The seed (balance 0, no credit yet) was read before the top-up committed; the top-up
+    reached the limiter before the first admission seeded the counter: not lost."""
+    err = await refused(limiter, admission(cost=300, seed=0))  # refused: nothing seeded
+    assert isinstance(err, PaymentRequired)
+    await limiter.credit(7, 1000, 4)
+    await limiter.credit(7, 500, 5)
+    assert await limiter.balance(7) is None
+    await refused(limiter, admission(cost=2000, seed=0))  # 1,500 covers less: still nothing seeded
+    await limiter.acquire(admission(cost=300, seed=0))  # the stale seed, with credits 4 and 5 added
+    assert await limiter.balance(7) == 1200
+    await limiter.credit(7, 1000, 4)  # delivered again (the poller, another process): once only
+    await limiter.acquire(admission(cost=200, seed=0))
+    assert await limiter.balance(7) == 1000
+
+
+async def test_a_credit_the_seed_includes_is_not_counted_again(limiter: Limiter) -> None:
+    """The seed was read after top-ups 4 and 5 committed; 5 reached the limiter before the
+    counter was seeded, 4 only after (the poller is a second late): each counted once."""
+    await limiter.credit(7, 500, 5)
+    await limiter.credit(7, 70, 6)  # committed after the seed was read: added to it
+    await limiter.acquire(admission(cost=100, seed=1500, seen=5))
+    assert await limiter.balance(7) == 1470
+    await limiter.credit(7, 1000, 4)  # late: the seed has it
+    await limiter.credit(7, 500, 5)
+    assert await limiter.balance(7) == 1470
+    await limiter.credit(7, 30, 7)  # after the seed: added
+    assert await limiter.balance(7) == 1500
+
+
+async def test_a_credit_too_old_for_any_seed_in_use_is_not_kept(limiter: Limiter) -> None:
+    """A credit made longer ago than PENDING_CREDIT_TTL (the poller's first scan of the table)
+    is in every seed read since: not added to a seed that does not name it (a seed of an
+    account without credit entries, say, read before the entry was imported)."""
+    await limiter.credit(7, 1000, 3, created_at=time.time() - PENDING_CREDIT_TTL - 5)
+    await limiter.credit(7, 10, 4, created_at=time.time() - 5)
+    await limiter.acquire(admission(cost=0, seed=2000))
+    assert await limiter.balance(7) == 2010
 
 
 async def test_a_refusal_charges_nothing(limiter: Limiter) -> None:

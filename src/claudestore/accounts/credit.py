@@ -34,7 +34,11 @@ MAX_BALANCE_NANOS = 4 * 10**18
 async def add_credit(
     session: AsyncSession, account_id: int, nanos: int, kind: str, reference: str | None = None
 ) -> CreditEntry:
-    """Write one credit entry and move the balance by ``nanos`` (any sign), in this transaction."""
+    """Write one credit entry and move the balance by ``nanos`` (any sign), in this transaction.
+
+    The balance moves first: its row lock, held to the commit, is taken before the entry's id,
+    so one account's entries commit in id order and a balance read names the newest entry it
+    includes (the limiter's seed relies on it: ``limits.base``)."""
     fields.choice(kind, "kind", KINDS)
     reference = fields.optional_text(reference, "reference", max_len=200)
     if not await repository.add_balance(session, account_id, nanos, bound=MAX_BALANCE_NANOS):

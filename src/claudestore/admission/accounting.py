@@ -177,6 +177,7 @@ def _admission(
         cost_nanos=cost,
         balance_seed=policy.balance_seed,
         quota=policy.quota,
+        balance_credit_id=policy.balance_credit_id,
     )
 
 

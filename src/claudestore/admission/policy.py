@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from claudestore.accounts.usage import tokens_since
 from claudestore.core.errors import GatewayError, PermissionDenied
 from claudestore.limits.base import Quota, Scope
-from claudestore.storage.billing_models import Account, Plan, Subscription
+from claudestore.storage.billing_models import Account, CreditEntry, Plan, Subscription
 from claudestore.storage.db import Database
 from claudestore.storage.models import ApiKey
 
@@ -38,6 +38,7 @@ class Policy:
     key_models: tuple[str, ...] | None = None
     quota: Quota | None = None
     balance_seed: int | None = None
+    balance_credit_id: int = 0  # the newest credit entry balance_seed includes (limits.base)
     multiplier: Decimal = Decimal(1)
     plan_name: str | None = None
     refusal: GatewayError | None = None  # the key may not be used at all right now
@@ -80,7 +81,14 @@ async def load_policy(db: Database, key_id: int, live_quota: QuotaProbe = _no_li
         key_scopes = (key_scope,) if (key.rpm_limit or key.tpm_limit or key.concurrency_limit) else ()
         if key.account_id is None:
             return Policy(key.id, None, scopes=key_scopes, key_models=key_models)
-        account = await session.get(Account, key.account_id)
+        # The balance and the newest credit entry it includes, in one statement (one snapshot).
+        newest_credit = (
+            select(func.max(CreditEntry.id)).where(CreditEntry.account_id == Account.id).scalar_subquery()
+        )
+        found = (
+            await session.execute(select(Account, newest_credit).where(Account.id == key.account_id))
+        ).first()
+        account, credit_id = found if found is not None else (None, None)
         if account is None or account.disabled_at is not None:
             refusal = PermissionDenied("This account is disabled; contact the operator of this gateway.")
             return Policy(key.id, key.account_id, refusal=refusal)
@@ -126,6 +134,7 @@ async def load_policy(db: Database, key_id: int, live_quota: QuotaProbe = _no_li
             key_models=key_models,
             quota=quota,
             balance_seed=account.balance_nanos,
+            balance_credit_id=int(credit_id or 0),
             multiplier=Decimal(plan.price_multiplier),
             plan_name=plan.name,
         )

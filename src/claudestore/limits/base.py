@@ -18,12 +18,25 @@ Balances: the limiter's balance counter for an account is authoritative while it
 exists. It is seeded once from ``Admission.balance_seed`` (the database balance) when
 absent, and afterwards only moves by reservations, settlements and ``credit()``
 (top-ups, applied exactly once per ``credit_id``).
+
+A seed is read from the database at one moment and used a little later (policies are
+cached), while credits reach the limiter on their own path (the admin API's hook, the
+poller): either may come first. So a seed carries ``balance_credit_id``, the newest credit
+entry of the account its balance includes (entries of one account commit in id order:
+each takes the account row's lock before its id), and the limiter keeps the credits that
+arrive while the counter is absent (for ``PENDING_CREDIT_TTL``): seeding adds those newer
+than ``balance_credit_id`` and counts every id up to it as applied. A top-up is then
+counted exactly once whichever comes first, the seed or the credit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Protocol
+
+#: How long a credit that arrived while its account had no balance counter is kept for the seed.
+#: A seed read before the credit was committed is used at most a policy TTL (seconds) later.
+PENDING_CREDIT_TTL = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +67,7 @@ class Admission:
     cost_nanos: int = 0  # worst-case cost reserved against the balance
     balance_seed: int | None = None  # database balance; None = this account's balance is not enforced
     quota: Quota | None = None
+    balance_credit_id: int = 0  # the newest credit entry the seed includes (0: none)
 
 
 @dataclass(slots=True)
@@ -81,8 +95,13 @@ class Limiter(Protocol):
 
     async def settle(self, lease: Lease, actual_tokens: int, actual_cost_nanos: int) -> None: ...
 
-    async def credit(self, account_id: int, nanos: int, credit_id: int) -> None:
-        """Add credit to a live balance counter, once per ``credit_id`` (no-op if the counter is absent)."""
+    async def credit(
+        self, account_id: int, nanos: int, credit_id: int, created_at: float | None = None
+    ) -> None:
+        """Add credit to a live balance counter, once per ``credit_id``. While the counter is
+        absent the credit is kept (``PENDING_CREDIT_TTL`` from ``created_at``, unix time, default
+        now) for the seed to add if the seed does not include it; an older one is dropped, since
+        no seed read before it is still in use."""
         ...
 
     async def balance(self, account_id: int) -> int | None:

@@ -23,7 +23,7 @@ from decimal import Decimal
 from itertools import count
 
 from claudestore.core.errors import GatewayError, PaymentRequired, RateLimited
-from claudestore.limits.base import Admission, Lease, Scope, Window
+from claudestore.limits.base import PENDING_CREDIT_TTL, Admission, Lease, Scope, Window
 
 # Refusal kinds, in the order they are checked: the longest-lasting reason is reported first.
 TOO_LARGE, BALANCE, QUOTA, RPM, TPM, CONCURRENCY = 1, 2, 3, 4, 5, 6
@@ -188,6 +188,8 @@ class MemoryLimiter:
         self._quotas: dict[str, tuple[int, float]] = {}  # name -> (used, forget after)
         self._balances: dict[int, int] = {}
         self._credits: dict[int, tuple[set[int], int | None]] = {}  # account -> (applied ids, floor)
+        # Credits that arrived while the account had no counter: account -> id -> (nanos, keep until).
+        self._pending: dict[int, dict[int, tuple[int, float]]] = {}
         self._ids = count()
         self._tag = secrets.token_hex(4)
         self._next_sweep = time.time() + window
@@ -211,6 +213,11 @@ class MemoryLimiter:
                 del self._scopes[name]
         for name in [n for n, (_, forget) in self._quotas.items() if forget <= now]:
             del self._quotas[name]
+        for account, pending in list(self._pending.items()):
+            for credit_id in [i for i, (_, until) in pending.items() if until <= now]:
+                del pending[credit_id]
+            if not pending:
+                del self._pending[account]
 
     def _quota_used(self, name: str, seed: int, now: float) -> int:
         entry = self._quotas.get(name)
@@ -234,7 +241,8 @@ class MemoryLimiter:
         if admission.balance_seed is not None:
             if account is None:
                 raise ValueError("an admission with a balance_seed needs an account_id")
-            balance = self._balances.get(account, admission.balance_seed)
+            live = self._balances.get(account)
+            balance = live if live is not None else self._seed(admission, account, now)
             if balance < cost:
                 raise refusal(BALANCE, admission, None, 0, 0.0, balance, window=window, now=now)
         used = 0
@@ -306,6 +314,8 @@ class MemoryLimiter:
         if quota is not None:
             self._quotas[quota.name] = (used + tokens, quota.period_end + QUOTA_GRACE)
         if admission.balance_seed is not None and account is not None:
+            if account not in self._balances:
+                self._seeded(account, admission.balance_credit_id)
             self._balances[account] = balance - cost
         return Lease(
             admission, requests, token_window, extra={"id": lease_id, "entries": entries, "holds": holds}
@@ -339,17 +349,43 @@ class MemoryLimiter:
             self._balances[account] += admission.cost_nanos - actual_cost_nanos
         return True
 
-    async def credit(self, account_id: int, nanos: int, credit_id: int) -> None:
+    def _seed(self, admission: Admission, account: int, now: float) -> int:
+        """The balance a counter would be seeded with: the seed and the credits kept for it that
+        the seed does not include."""
+        seed = admission.balance_seed or 0
+        pending = self._pending.get(account)
+        if pending:
+            since = admission.balance_credit_id
+            seed += sum(n for i, (n, until) in pending.items() if i > since and until > now)
+        return seed
+
+    def _seeded(self, account: int, credit_id: int) -> None:
+        """The counter was seeded with every credit up to ``credit_id`` and those kept: all applied."""
+        self._pending.pop(account, None)
+        applied, floor = self._credits.get(account, (set(), None))
+        if credit_id > 0 and (floor is None or credit_id > floor):
+            self._credits[account] = ({i for i in applied if i > credit_id}, credit_id)
+
+    async def credit(
+        self, account_id: int, nanos: int, credit_id: int, created_at: float | None = None
+    ) -> None:
         applied, floor = self._credits.get(account_id, (set(), None))
         if credit_id in applied or (floor is not None and credit_id <= floor):
             return
         applied.add(credit_id)
         if len(applied) > CREDIT_IDS_KEPT:
-            floor = min(applied)
-            applied.discard(floor)
+            oldest = min(applied)
+            applied.discard(oldest)
+            floor = oldest if floor is None else max(floor, oldest)
         self._credits[account_id] = (applied, floor)
-        if account_id in self._balances:  # absent: the next seed (the database balance) includes it
+        if account_id in self._balances:
             self._balances[account_id] += nanos
+            return
+        # No counter yet: kept for the seed, which adds it unless it includes it already.
+        now = time.time()
+        until = (now if created_at is None else created_at) + PENDING_CREDIT_TTL
+        if until > now:
+            self._pending.setdefault(account_id, {})[credit_id] = (nanos, until)
 
     async def balance(self, account_id: int) -> int | None:
         return self._balances.get(account_id)

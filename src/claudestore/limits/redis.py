@@ -18,7 +18,11 @@ Keys (``p`` is the prefix):
 * ``p <quota name>`` the tokens used in the quota period; expires a day after it ends.
 * ``p bal:<account>`` the balance in nanos; never expires (it is authoritative).
 * ``p cred:<account>`` / ``p credfloor:<account>`` the applied credit ids (the newest
-  1024) and the highest id forgotten; ids at or below it count as applied.
+  1024) and the floor: ids at or below it count as applied (the highest id forgotten, or
+  the newest credit a seed included).
+* ``p credpend:<account>`` hash, credit id -> nanos: credits that came while ``bal:`` was
+  absent, for the seed to add (those newer than the seed's credit id); deleted by the seed,
+  expires ``PENDING_CREDIT_TTL`` after its newest credit was made.
 
 The scripts take every key in ``KEYS``, but the keys of one admission are not in one
 hash slot: Redis Cluster is not supported. They need Redis 6.2 or newer (``SET ... PXAT``).
@@ -28,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
+import time
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
 
-from claudestore.limits.base import Admission, Lease, Quota, Scope, Window
+from claudestore.limits.base import PENDING_CREDIT_TTL, Admission, Lease, Quota, Scope, Window
 from claudestore.limits.memory import CREDIT_IDS_KEPT, QUOTA_GRACE, refusal
 from claudestore.limits.resp import Arg, NoScriptError, RespClient, command_head, tail
 
@@ -42,11 +48,12 @@ log = logging.getLogger("claudestore.limits")
 # Redis 7.0 spends more on a number converted to text (printf "%.17g": a Lua number passed to
 # redis.call, a score in a reply) than on the call itself: the scripts pass texts (TIME's, ARGV's,
 # string.format('%d')), read admission times out of the members and scores only of '#'.
-# KEYS: win, inf per scope, then the quota counter and the balance counter.
+# KEYS: win, inf per scope, then the quota counter, the balance counter, its pending credits and
+# its credit floor.
 # ARGV: first what is the same for every admission of one policy (sent pre-encoded): window µs,
 # lease ttl µs, scope count, (rpm, tpm, concurrency) per scope ("" = none), quota limit ("" =
-# none), quota seed, quota expiry (unix ms), balance seed ("" = balance not enforced); then the
-# admission's own: lease id, tokens, cost.
+# none), quota seed, quota expiry (unix ms), balance seed ("" = balance not enforced), the newest
+# credit id the seed includes; then the admission's own: lease id, tokens, cost.
 # Returns {1, now, rpm limit, remaining, reset, tpm limit, remaining, reset} (limit -1 = none)
 # or {0, kind, scope index, limit, wait µs, current value, now}.
 ACQUIRE = """
@@ -56,7 +63,7 @@ local now = tonumber(now_s)
 local window, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local b = 3 + 3 * n
 local qlimit, qseed, qexpiry, bseed = tonumber(ARGV[b + 1]), ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
-local lease, tokens_text, cost_text = ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
+local since, lease, tokens_text, cost_text = ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8]
 local tokens = tonumber(tokens_text)
 local qkey, bkey = KEYS[2 * n + 1], KEYS[2 * n + 2]
 local HEAD = 9  -- members read at once from the front of a log ('#' and 8 entries)
@@ -68,10 +75,16 @@ for i = 1, n do
   rpms[i], tpms[i], concs[i] = tonumber(ARGV[k + 1]), tonumber(ARGV[k + 2]), tonumber(ARGV[k + 3])
   if tpms[i] and tokens > tpms[i] then return {0, 1, i, tpms[i], 0, 0, now} end
 end
-local bal
+local bal, pend
 if bseed ~= '' then
   bal = redis.call('GET', bkey)
   local have = tonumber(bal or bseed)
+  if not bal then  -- to be seeded: with the credits that came before it and it does not include
+    pend = redis.call('HGETALL', KEYS[2 * n + 3])
+    for j = 1, #pend, 2 do
+      if tonumber(pend[j]) > tonumber(since) then have = have + tonumber(pend[j + 1]) end
+    end
+  end
   if have < tonumber(cost_text) then return {0, 2, 0, 0, 0, have, now} end
 end
 local used
@@ -157,7 +170,17 @@ if qlimit then
   redis.call('INCRBY', qkey, tokens_text)
 end
 if bseed ~= '' then
-  if not bal then redis.call('SET', bkey, bseed) end
+  if not bal then  -- seeded: every credit up to since, and those added, count as applied
+    redis.call('SET', bkey, bseed)
+    for j = 1, #pend, 2 do
+      if tonumber(pend[j]) > tonumber(since) then redis.call('INCRBY', bkey, pend[j + 1]) end
+    end
+    if #pend > 0 then redis.call('DEL', KEYS[2 * n + 3]) end
+    if since ~= '0' then
+      local floor = redis.call('GET', KEYS[2 * n + 4])
+      if not floor or tonumber(floor) < tonumber(since) then redis.call('SET', KEYS[2 * n + 4], since) end
+    end
+  end
   redis.call('DECRBY', bkey, cost_text)
 end
 return {1, now, r[1], r[2], r[3], tk[1], tk[2], tk[3]}
@@ -188,7 +211,8 @@ end
 return 1
 """
 
-# KEYS: balance, applied ids, floor. ARGV: nanos, credit id, ids kept.
+# KEYS: balance, applied ids, floor, pending credits. ARGV: nanos, credit id, ids kept, how long
+# to keep it pending in ms ("" = not at all: too old for any seed in use not to include it).
 CREDIT = """
 local floor = redis.call('GET', KEYS[3])
 if (floor and tonumber(ARGV[2]) <= tonumber(floor)) or redis.call('ZSCORE', KEYS[2], ARGV[2]) then
@@ -196,12 +220,17 @@ if (floor and tonumber(ARGV[2]) <= tonumber(floor)) or redis.call('ZSCORE', KEYS
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[2])
 if redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[3]) then
-  redis.call('SET', KEYS[3], redis.call('ZRANGE', KEYS[2], 0, 0)[1])
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if not floor or tonumber(oldest) > tonumber(floor) then redis.call('SET', KEYS[3], oldest) end
   redis.call('ZREMRANGEBYRANK', KEYS[2], 0, 0)
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('INCRBY', KEYS[1], ARGV[1])
   return 1
+end
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[4], ARGV[2], ARGV[1])
+  if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[4], ARGV[4]) end
 end
 return 0
 """
@@ -226,7 +255,9 @@ class _Shape:
     keys: list[str]
     settle_fixed: list[Arg]
     acquire_fixed: list[Arg] = field(default_factory=list)
-    acquire_for: tuple[Quota | None, int | None] | None = None  # the (quota, balance seed) of acquire_fixed
+    acquire_for: tuple[Quota | None, int | None, int] | None = (
+        None  # (quota, seed, its credit id) of acquire_fixed
+    )
     heads: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # script -> (sha, head)
 
     def head(self, name: str, sha: str, fixed: list[Arg], trailing: int) -> bytes:
@@ -299,14 +330,18 @@ class RedisLimiter:
         p = self.prefix
         keys = [f"{p}{kind}:{s.name}" for s in admission.scopes for kind in ("win", "inf")]
         keys.append(f"{p}{admission.quota.name}" if admission.quota is not None else f"{p}-")
-        keys.append(f"{p}bal:{admission.account_id}" if admission.balance_seed is not None else f"{p}-")
+        if admission.balance_seed is not None:
+            a = admission.account_id
+            keys += [f"{p}bal:{a}", f"{p}credpend:{a}", f"{p}credfloor:{a}"]
+        else:
+            keys += [f"{p}-", f"{p}-", f"{p}-"]
         return keys
 
     def _acquire_fixed(self, shape: _Shape, admission: Admission) -> list[Arg]:
         """ACQUIRE's arguments before the admission's own: the policy's limits, quota and seed."""
-        quota, seed = admission.quota, admission.balance_seed
+        quota, seed, since = admission.quota, admission.balance_seed, admission.balance_credit_id
         made = shape.acquire_for
-        if made is None or made[0] is not quota or made[1] != seed:
+        if made is None or made[0] is not quota or made[1] != seed or made[2] != since:
             fixed: list[Arg] = [self._window_us, self._lease_ttl_us, len(admission.scopes)]
             for s in admission.scopes:
                 fixed += [_opt(s.rpm), _opt(s.tpm), _opt(s.concurrency)]
@@ -315,8 +350,9 @@ class RedisLimiter:
                 quota.used_seed if quota is not None else 0,
                 round((quota.period_end + QUOTA_GRACE) * 1000) if quota is not None else 0,
                 _opt(seed),
+                since,
             ]
-            shape.acquire_fixed, shape.acquire_for = fixed, (quota, seed)
+            shape.acquire_fixed, shape.acquire_for = fixed, (quota, seed, since)
             shape.heads.pop("acquire", None)
         return shape.acquire_fixed
 
@@ -401,10 +437,14 @@ class RedisLimiter:
         except Exception as exc:
             log.error("settling a limiter lease failed (%s: %s)", exc.__class__.__name__, exc)
 
-    async def credit(self, account_id: int, nanos: int, credit_id: int) -> None:
-        p = self.prefix
-        keys = [f"{p}bal:{account_id}", f"{p}cred:{account_id}", f"{p}credfloor:{account_id}"]
-        await self._run("credit", keys, [str(nanos), str(credit_id), str(CREDIT_IDS_KEPT)])
+    async def credit(
+        self, account_id: int, nanos: int, credit_id: int, created_at: float | None = None
+    ) -> None:
+        p, a = self.prefix, account_id
+        keys = [f"{p}bal:{a}", f"{p}cred:{a}", f"{p}credfloor:{a}", f"{p}credpend:{a}"]
+        keep = PENDING_CREDIT_TTL if created_at is None else created_at + PENDING_CREDIT_TTL - time.time()
+        pending = str(math.ceil(keep * 1000)) if keep > 0 else ""
+        await self._run("credit", keys, [str(nanos), str(credit_id), str(CREDIT_IDS_KEPT), pending])
 
     async def balance(self, account_id: int) -> int | None:
         value = await self._client.call("GET", f"{self.prefix}bal:{account_id}")
