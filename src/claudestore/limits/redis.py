@@ -255,9 +255,7 @@ class _Shape:
     keys: list[str]
     settle_fixed: list[Arg]
     acquire_fixed: list[Arg] = field(default_factory=list)
-    acquire_for: tuple[Quota | None, int | None, int] | None = (
-        None  # (quota, seed, its credit id) of acquire_fixed
-    )
+    acquire_for: tuple[Quota | None, int | None, int] | None = None  # (quota, seed, its credit id)
     heads: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # script -> (sha, head)
 
     def head(self, name: str, sha: str, fixed: list[Arg], trailing: int) -> bytes:
