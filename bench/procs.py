@@ -349,6 +349,13 @@ class CliSession:
             self.proc.wait()
 
 
+def asyncpg_dsn(server_url: str) -> str:
+    """``server_url`` (any SQLAlchemy PostgreSQL URL) as a plain DSN for ``asyncpg.connect``."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def create_postgres_database(server_url: str) -> tuple[str, str]:
     """A fresh database ``cs_bench_<hex>`` on the server at ``server_url``; returns
     (its SQLAlchemy asyncpg URL, its name)."""
@@ -362,7 +369,7 @@ def create_postgres_database(server_url: str) -> tuple[str, str]:
     base = make_url(server_url)
 
     async def create() -> None:
-        conn = await asyncpg.connect(base.set(drivername="postgresql").render_as_string(hide_password=False))
+        conn = await asyncpg.connect(asyncpg_dsn(server_url))
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
@@ -377,11 +384,9 @@ def drop_postgres_database(server_url: str, name: str) -> None:
     import asyncio
 
     import asyncpg
-    from sqlalchemy.engine import make_url
 
     async def drop() -> None:
-        base = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
-        conn = await asyncpg.connect(base)
+        conn = await asyncpg.connect(asyncpg_dsn(server_url))
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:

@@ -25,7 +25,7 @@ import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from procs import children_of, parent_of
+from procs import asyncpg_dsn, children_of, parent_of
 
 
 def is_local(url: str) -> bool:
@@ -59,11 +59,9 @@ def redis_pid(url: str) -> int:
 def postgres_pids(url: str) -> list[int]:
     """The postmaster and every process it has forked."""
     import asyncpg
-    from sqlalchemy.engine import make_url
 
     async def ask() -> int:
-        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        conn = await asyncpg.connect(dsn)
+        conn = await asyncpg.connect(asyncpg_dsn(url))
         try:  # the backend's parent, read while the backend lives
             backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
             return parent_of(backend)  # /proc: no disk to wait for

@@ -237,7 +237,7 @@ class MemoryLimiter:
         for scope in admission.scopes:
             if scope.tpm is not None and tokens > scope.tpm:
                 raise refusal(TOO_LARGE, admission, scope, scope.tpm, 0.0, 0, window=window, now=now)
-        balance = 0
+        balance, live = 0, None
         if admission.balance_seed is not None:
             if account is None:
                 raise ValueError("an admission with a balance_seed needs an account_id")
@@ -314,7 +314,7 @@ class MemoryLimiter:
         if quota is not None:
             self._quotas[quota.name] = (used + tokens, quota.period_end + QUOTA_GRACE)
         if admission.balance_seed is not None and account is not None:
-            if account not in self._balances:
+            if live is None:  # the first admission of this account: the counter is seeded
                 self._seeded(account, admission.balance_credit_id)
             self._balances[account] = balance - cost
         return Lease(
